@@ -1,0 +1,56 @@
+"""Every JAX-private name jaxworld uses, in one place.
+
+Checked on jax 0.10.2 (CPU). When JAX moves one of these, this is the only module that needs to
+change. Each import says why jaxworld needs it.
+"""
+
+from __future__ import annotations
+
+# Core data structures: jaxprs, avals, primitives, the current trace (to tell a live enclosing
+# trace from a finished one, issue #2 item 8).
+from jax._src import core as core  # noqa: F401
+
+# Rule tables for the `world_call` primitive (see `_primitive.py`).
+from jax._src.interpreters import ad as ad  # noqa: F401  # jvp, linearize, transpose tables
+from jax._src.interpreters import batching as batching  # noqa: F401  # fancy_primitive_batchers
+from jax._src.interpreters import mlir as mlir  # noqa: F401  # lowering
+from jax._src.interpreters import partial_eval as pe  # noqa: F401  # partial eval, DCE, tracing
+
+# Tracing a Python callable into a jaxpr without going through `jax.jit`'s caches, which key on
+# the callable's identity and would hand back a stale jaxpr (JAX-NOTES "pitfalls").
+from jax._src import linear_util as lu  # noqa: F401
+from jax._src import api_util as api_util  # noqa: F401
+
+# Hide jaxworld's frames from user tracebacks, as JAX and equinox do.
+from jax._src import traceback_util as traceback_util  # noqa: F401
+
+# Symbolic zero tangents.
+from jax._src.ad_util import Zero as Zero  # noqa: F401
+from jax._src import source_info_util as source_info_util  # noqa: F401  # equation provenance
+
+# The part of JAX's configuration that changes traces (dtype promotion, x64, matmul precision,
+# ...). `jax.jit` keys its caches on it; jaxworld records it in dependency records.
+from jax._src.config import trace_context as _trace_context
+
+
+def jax_trace_config():
+    """A hashable snapshot of the JAX configuration that `jax.jit` keys its trace cache on."""
+    return _trace_context()
+
+
+def current_trace():
+    """The innermost trace JAX is currently tracing under (an `EvalTrace` outside transformations)."""
+    return core.trace_ctx.trace
+
+
+def is_eval_trace(trace) -> bool:
+    return isinstance(trace, core.EvalTrace)
+
+
+def enclosing_traces(trace):
+    """The chain from `trace` outwards, following `parent_trace` links where a trace has one."""
+    seen = set()
+    while trace is not None and id(trace) not in seen:
+        seen.add(id(trace))
+        yield trace
+        trace = getattr(trace, "parent_trace", None)

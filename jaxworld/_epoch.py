@@ -1,0 +1,79 @@
+"""The trace epoch: a global counter of worlds, like Julia's world age.
+
+Every trace jaxworld makes is stamped with the epoch it is valid for. `advance()` starts a new
+world: it checks every live trace's dependency record (`_deps.py`) and re-stamps the ones whose
+record still holds; the others are re-traced on their next use.
+
+An epoch stored in a primitive's params does not invalidate an outer `jax.jit` (its compiled
+executable is reused without looking inside; see JAX-NOTES). So when — and only when — an advance
+finds a record that changed, it also bumps a JAX *user context* (`jax.make_user_context`), which is
+part of every `jax.jit` cache key: every jitted function re-traces once, and re-tracing reaches
+jaxworld, which hands out the new world's closures. A no-op advance leaves the user context alone,
+so nothing re-traces or re-compiles.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import jax
+
+_lock = threading.RLock()
+_epoch = 0
+# The world generation seen by `jax.jit`'s caches. Created once at import: `make_user_context` is
+# not thread-safe to call concurrently with other JAX APIs.
+_jit_world = jax.make_user_context(0)
+_generation = 0
+_validators: list[Callable[[int], bool]] = []
+
+
+def epoch() -> int:
+    """The current trace epoch (starts at 0; `advance()` increments it).
+
+    Example:
+      >>> import jaxworld
+      >>> e = jaxworld.epoch()
+      >>> jaxworld.advance() == e + 1
+      True
+    """
+    return _epoch
+
+
+def advance() -> int:
+    """Start a new world: later calls see code changes made before this call.
+
+    Checks the dependency record of every live trace. Traces whose record holds are moved to the
+    new epoch without re-tracing; traces whose record changed are re-traced on their next use, and
+    every `jax.jit` in the process re-traces once (so a `jax.jit` built on a wrapped function gives
+    the new world's answer). Thread-safe. In IPython, `%load_ext jaxworld` calls this after every
+    cell.
+
+    Returns:
+      The new epoch.
+    """
+    global _epoch, _generation
+    with _lock:
+        _epoch += 1
+        new = _epoch
+        changed = False
+        for validate in list(_validators):
+            changed |= bool(validate(new))
+        if changed:
+            _generation += 1
+            _jit_world.set_global(_generation)
+        return new
+
+
+def register_validator(validate: Callable[[int], bool]) -> None:
+    """`validate(new_epoch)` runs inside `advance()`; it returns True when something changed."""
+    with _lock:
+        _validators.append(validate)
+
+
+def invalidate_jit_caches() -> None:
+    """Make every `jax.jit` re-trace once (used when a trace is found stale outside `advance`)."""
+    global _generation
+    with _lock:
+        _generation += 1
+        _jit_world.set_global(_generation)

@@ -1,0 +1,62 @@
+"""What to do with a trace whose dependencies changed: the stale-closure policy.
+
+- ``"retrace"`` (default): re-trace from the origin in the new world.
+- ``"warn"``: re-trace, and warn naming what changed.
+- ``"error"``: raise `jaxworld.StaleClosureError` naming what changed and where.
+- ``"frozen"``: keep using the old world's trace, as `jax.jit` does.
+
+The policy of a wrapped function (``wrap(..., policy=...)``) wins over a block
+(``with jaxworld.policy("error"):``), which wins over the global one (`jaxworld.set_policy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator, Literal
+
+Policy = Literal["retrace", "warn", "error", "frozen"]
+POLICIES: tuple[str, ...] = ("retrace", "warn", "error", "frozen")
+
+_global_policy: str = "retrace"
+_block_policy: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "jaxworld_policy", default=None)
+
+
+def check_policy(policy: object, api: str) -> str:
+    if policy not in POLICIES:
+        raise ValueError(
+            f"{api}: unknown policy {policy!r}. Expected one of {', '.join(map(repr, POLICIES))}.")
+    return policy  # type: ignore[return-value]
+
+
+def set_policy(policy: Policy) -> None:
+    """Set the process-wide policy for stale closures (default ``"retrace"``).
+
+    Example:
+      >>> import jaxworld
+      >>> jaxworld.set_policy("warn"); jaxworld.set_policy("retrace")
+    """
+    global _global_policy
+    _global_policy = check_policy(policy, "jaxworld.set_policy")
+
+
+def get_policy() -> str:
+    """The policy in force here (block policy if inside `jaxworld.policy`, else the global one)."""
+    return _block_policy.get() or _global_policy
+
+
+@contextlib.contextmanager
+def policy(policy: Policy) -> Iterator[None]:
+    """Use `policy` for stale closures met inside the ``with`` block (this thread / task only).
+
+    Example:
+      >>> import jaxworld
+      >>> with jaxworld.policy("error"):
+      ...     pass
+    """
+    token = _block_policy.set(check_policy(policy, "jaxworld.policy"))
+    try:
+        yield
+    finally:
+        _block_policy.reset(token)

@@ -1,0 +1,292 @@
+"""The `world_call` primitive and all of its rules, in one file.
+
+`world_call` binds an `OpaqueClosure` (param ``closure``). Every rule starts by asking for the
+closure valid in the current world (`_closure.current`: one comparison on the fast path) and, when
+it transforms the closure, binds `world_call` again on a *derived* closure. That is how opacity
+survives to any order: ``jax.hessian`` of a wrapped function is a handful of `world_call`
+equations whose closures remember how they were derived, never the function's own primitives.
+
+Each derivation lives in `DERIVERS` (used again when a stale derived closure is re-derived from a
+fresh root) and is cached on the parent closure (`_closure.derive`).
+
+Compare `jax/_src/lax/eval_jaxpr.py` (a minimal call primitive) and `jit_p` in `jax/_src/pjit.py`
+(the full-featured one) for the JAX side of each rule.
+"""
+
+from __future__ import annotations
+
+from jax import tree_util
+
+from ._closure import DERIVERS, OpaqueClosure, current, derive, _identifier
+from ._compat import Zero, ad, batching, core, lu, mlir, pe, source_info_util
+
+world_call_p = core.Primitive("world_call")
+world_call_p.multiple_results = True
+
+
+def bind(closure: OpaqueClosure, *args):
+    """Apply `closure` to flat `args` through the `world_call` primitive."""
+    return world_call_p.bind(*args, closure=current(closure))
+
+
+def _split(xs, n):
+    xs = list(xs)
+    return xs[:n], xs[n:]
+
+
+# -- evaluation and abstract evaluation ---------------------------------------------------------
+
+def _impl(*args, closure):
+    # Eager calls run a compiled executable cached on the closure (one compile per closure).
+    return closure_in_world(closure).executable()(*args)
+
+
+def closure_in_world(closure: OpaqueClosure) -> OpaqueClosure:
+    return current(closure)
+
+
+def _abstract_eval(*in_avals, closure):
+    closure = current(closure)
+    return list(closure.out_avals), core.positional_effects(closure.jaxpr)
+
+
+world_call_p.def_impl(_impl)
+world_call_p.def_effectful_abstract_eval(_abstract_eval)
+
+
+# -- forward mode -------------------------------------------------------------------------------
+
+def _derive_jvp(jaxpr, nonzeros):
+    jvp_jaxpr, nonzeros_out = ad.jvp_jaxpr(jaxpr, list(nonzeros), instantiate=False)
+    return {None: jvp_jaxpr}, tuple(nonzeros_out)
+
+
+DERIVERS["jvp"] = _derive_jvp
+
+
+def _jvp(primals, tangents, *, closure):
+    closure = current(closure)
+    nonzeros = tuple(type(t) is not Zero for t in tangents)
+    derived = derive(closure, "jvp", (nonzeros,))
+    nonzero_tangents = [t for t in tangents if type(t) is not Zero]
+    outs = bind(derived.closures[None], *primals, *nonzero_tangents)
+    primals_out, tangents_out = _split(outs, len(closure.out_avals))
+    tangents_out = iter(tangents_out)
+    return primals_out, [next(tangents_out) if nz else Zero(aval.to_tangent_aval())
+                         for aval, nz in zip(closure.out_avals, derived.meta)]
+
+
+ad.primitive_jvps[world_call_p] = _jvp
+
+
+# -- linearize: the direct path `jax.vjp` / `jax.grad` take since jax 0.7 -----------------------
+# The primal closure returns the primal outputs *and* the residuals; the tangent closure consumes
+# them. So reverse mode never recomputes the primal (compiled FLOPs equal plain JAX's).
+
+def _derive_linearize(jaxpr, nonzeros, is_vjp):
+    primal, num_res, nonzeros_out, in_fwd_res, tangent = ad.linearize_jaxpr(
+        jaxpr, list(nonzeros), is_vjp=is_vjp)
+    return ({"primal": primal, "tangent": tangent},
+            (num_res, tuple(nonzeros_out), tuple(in_fwd_res)))
+
+
+DERIVERS["linearize"] = _derive_linearize
+
+
+def _linearize(is_vjp, nonzeros, *primals_in, closure):
+    closure = current(closure)
+    derived = derive(closure, "linearize", (tuple(nonzeros), bool(is_vjp)))
+    num_res, nonzeros_out, in_fwd_res = derived.meta
+    outs = bind(derived.closures["primal"], *primals_in)
+    primals_out, computed_res = _split(outs, len(outs) - num_res)
+    # Residuals that are just inputs (or constants) are forwarded, not returned by the primal.
+    forwardable = [*closure.jaxpr.consts, *primals_in]
+    computed_res = iter(computed_res)
+    residuals = [next(computed_res) if i is None else forwardable[i] for i in in_fwd_res]
+    tangent_closure = derived.closures["tangent"]
+    tangent_avals_out = [a.to_tangent_aval() for a in closure.out_avals]
+
+    def tangent_fun(residuals, *tangents):
+        nonzero_tangents = [ad.instantiate_zeros(t) for nz, t in zip(nonzeros, tangents) if nz]
+        outs = iter(bind(tangent_closure, *residuals, *nonzero_tangents))
+        return [next(outs) if nz else Zero(aval)
+                for aval, nz in zip(tangent_avals_out, nonzeros_out)]
+
+    return primals_out, list(nonzeros_out), residuals, tangent_fun
+
+
+ad.primitive_linearizations[world_call_p] = _linearize
+
+
+# -- transpose ----------------------------------------------------------------------------------
+
+def _derive_transpose(jaxpr, in_tree, in_avals, specs):
+    out_trees = []
+
+    def transposed(*flat):
+        primals_and_refs, cotangents = tree_util.tree_unflatten(in_tree, flat)
+        args = ad.unproject_accums(specs, primals_and_refs)
+        ad.backward_pass3(jaxpr.jaxpr, False, jaxpr.consts, args, cotangents)
+        cts_out = [x.freeze() if isinstance(x, ad.ValAccum) else None for x in args]
+        flat_out, out_tree = tree_util.tree_flatten(cts_out)
+        out_trees.append(out_tree)
+        return flat_out
+
+    debug = jaxpr.jaxpr.debug_info.with_unknown_names()
+    trans_jaxpr, _, consts = pe.trace_to_jaxpr_dynamic(
+        lu.wrap_init(transposed, debug_info=debug), list(in_avals))
+    return {None: core.ClosedJaxpr(trans_jaxpr, consts)}, out_trees[0]
+
+
+DERIVERS["transpose"] = _derive_transpose
+
+
+def _transpose(cotangents, *args, closure):
+    closure = current(closure)
+    primals_and_refs, specs = ad.project_accums(args)
+    flat, in_tree = tree_util.tree_flatten((primals_and_refs, cotangents))
+    in_avals = tuple(core.typeof(x) for x in flat)
+    derived = derive(closure, "transpose", (in_tree, in_avals, specs))
+    cts_out = bind(derived.closures[None], *flat)
+    for x, ct in zip(args, tree_util.tree_unflatten(derived.meta, cts_out)):
+        if isinstance(x, ad.ValAccum):
+            x.accum(ct)
+
+
+ad.fancy_transposes[world_call_p] = _transpose
+
+
+# -- vmap ---------------------------------------------------------------------------------------
+
+def _derive_vmap(jaxpr, axis_data, batched):
+    batched_jaxpr, out_batched = batching.batch_jaxpr(jaxpr, axis_data, list(batched), False)
+    return {None: batched_jaxpr}, tuple(out_batched)
+
+
+DERIVERS["vmap"] = _derive_vmap
+
+
+def _batch(axis_data, args, dims, *, closure):
+    closure = current(closure)
+    batched = tuple(d is not None for d in dims)
+    args = [batching.moveaxis(x, d, 0) if d is not None and d != 0 else x
+            for x, d in zip(args, dims)]
+    derived = derive(closure, "vmap", (axis_data, batched))
+    outs = bind(derived.closures[None], *args)
+    # Report exactly which outputs are batched: `jacfwd` needs an unbatched primal output.
+    return outs, [0 if b else None for b in derived.meta]
+
+
+batching.fancy_primitive_batchers[world_call_p] = _batch
+
+
+# -- dead-code elimination ----------------------------------------------------------------------
+
+def _derive_dce(jaxpr, used_outputs):
+    dced, used_inputs = pe.dce_jaxpr(jaxpr.jaxpr, list(used_outputs))
+    return {None: core.ClosedJaxpr(dced, jaxpr.consts)}, tuple(used_inputs)
+
+
+DERIVERS["dce"] = _derive_dce
+
+
+def _dce(used_outputs, eqn):
+    closure = current(eqn.params["closure"])
+    if not any(used_outputs) and not closure.jaxpr.effects:
+        return [False] * len(eqn.invars), None
+    derived = derive(closure, "dce", (tuple(used_outputs),))
+    used_inputs = list(derived.meta)
+    if all(used_outputs) and all(used_inputs):
+        return used_inputs, eqn
+    new_closure = derived.closures[None]
+    invars = [v for v, used in zip(eqn.invars, used_inputs) if used]
+    outvars = [v for v, used in zip(eqn.outvars, used_outputs) if used]
+    new_eqn = core.new_jaxpr_eqn(invars, outvars, world_call_p, {"closure": new_closure},
+                                 core.eqn_effects(new_closure.jaxpr, invars),
+                                 eqn.source_info, eqn.ctx)
+    return used_inputs, new_eqn
+
+
+pe.dce_rules[world_call_p] = _dce
+
+
+# -- partial evaluation (inside scan / cond / while bodies, `jax.linearize` fallbacks) -----------
+
+def _derive_partial_eval(jaxpr, unknowns):
+    known, unknown, out_unknowns, residual_avals = pe.partial_eval_jaxpr_nounits(
+        jaxpr, list(unknowns), instantiate=False)
+    return {"known": known, "unknown": unknown}, (tuple(out_unknowns), len(residual_avals))
+
+
+DERIVERS["partial_eval"] = _derive_partial_eval
+
+
+def _partial_eval(trace, *tracers, closure):
+    closure = current(closure)
+    unknowns = tuple(not t.pval.is_known() for t in tracers)
+    derived = derive(closure, "partial_eval", (unknowns,))
+    out_unknowns, num_res = derived.meta
+    known_in = [t.pval.get_known() for t in tracers if t.pval.is_known()]
+    known_outs = bind(derived.closures["known"], *known_in)
+    known_out_vals, residuals = _split(known_outs, len(known_outs) - num_res)
+    residual_tracers = [trace.new_instantiated_const(r) for r in residuals]
+    unknown_closure = derived.closures["unknown"]
+    # `partial_eval_jaxpr_nounits` puts the residual binders first.
+    unknown_in = [*residual_tracers, *[t for t in tracers if not t.pval.is_known()]]
+    unknown_out = [pe.JaxprTracer(trace, pe.PartialVal.unknown(aval), None)
+                   for aval in unknown_closure.out_avals]
+    recipe = pe.new_eqn_recipe(trace, unknown_in, unknown_out, world_call_p,
+                               {"closure": unknown_closure},
+                               core.positional_effects(unknown_closure.jaxpr),
+                               source_info_util.current())
+    for t in unknown_out:
+        t.recipe = recipe
+    known_iter, unknown_iter = iter(known_out_vals), iter(unknown_out)
+    return [next(unknown_iter) if uk else next(known_iter) for uk in out_unknowns]
+
+
+pe.custom_partial_eval_rules[world_call_p] = _partial_eval
+
+
+def _derive_partial_eval_custom(jaxpr, unks_in, inst_in, disallowed_out_fwds, saveable):
+    (known, staged, unks_out, inst_out, num_res_ref, num_res_val, in_fwd, out_fwd) = \
+        pe._closed_jaxpr_partial_eval_custom_cached(
+            jaxpr, unks_in, inst_in, (False,) * len(unks_in), disallowed_out_fwds, saveable)
+    meta = (tuple(unks_out), tuple(inst_out), num_res_ref, num_res_val, tuple(in_fwd), tuple(out_fwd))
+    return {"known": known, "staged": staged}, meta
+
+
+DERIVERS["partial_eval_custom"] = _derive_partial_eval_custom
+
+
+def _partial_eval_custom(saveable, unks_in, inst_in, eqn):
+    # JAX's generic rule for closed-call-like primitives does the equation surgery; it expects the
+    # jaxpr under a param name, so hand it the closure's jaxpr and swap derived closures back in.
+    closure = current(eqn.params["closure"])
+    disallowed_out_fwds = tuple(isinstance(v, core.DropVar) for v in eqn.outvars)
+    derived = derive(closure, "partial_eval_custom",
+                     (tuple(unks_in), tuple(inst_in), disallowed_out_fwds, saveable))
+
+    def params_updater(unks_in, inst_in, kept_outs_known, kept_outs_staged, num_res_out,
+                       num_res_in, params_known, params_staged):
+        known, staged = derived.closures["known"], derived.closures["staged"]
+        assert params_known["jaxpr"] is known.jaxpr and params_staged["jaxpr"] is staged.jaxpr
+        return {"closure": known}, {"closure": staged}
+
+    as_call = eqn.replace(params={"jaxpr": closure.jaxpr})
+    return pe.closed_call_partial_eval_custom_rule(
+        "jaxpr", params_updater, saveable, unks_in, inst_in, as_call)
+
+
+pe.partial_eval_jaxpr_custom_rules[world_call_p] = _partial_eval_custom
+
+
+# -- lowering: a private function call in plain StableHLO (no host callbacks) ---------------------
+
+def _lowering(ctx, *args, closure):
+    closure = current(closure)
+    return mlir.core_call_lowering(ctx, *args, name=_identifier(closure.name),
+                                   call_jaxpr=closure.jaxpr)
+
+
+mlir.register_lowering(world_call_p, _lowering)

@@ -1,0 +1,414 @@
+"""`jaxworld.wrap`: a drop-in wrapper whose calls travel as one opaque `world_call` equation.
+
+A wrapped function keeps one cache entry per input signature (tree structure, shapes, dtypes,
+weak types, static values), like `jax.jit`. An entry holds the root `OpaqueClosure` traced from
+the origin, the dependency record of that trace (`_deps.py`) and the wrapped helpers the trace
+called. `advance()` validates every live entry: a record that holds re-stamps the closure with the
+new epoch; one that changed makes the entry re-trace from the origin on its next use — through a
+fresh trace, around JAX's own caches, which key on the callable's identity and would hand back the
+old jaxpr.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import threading
+import warnings
+import weakref
+from typing import Any, Callable, Sequence
+
+import jax
+from jax import tree_util
+
+from . import _epoch, _stats
+from ._closure import OpaqueClosure, world_change_error
+from ._compat import api_util, core, current_trace, enclosing_traces, is_eval_trace, lu, pe
+from ._deps import Change, DependencyRecord
+from ._errors import StaleClosureError, WorldChangeError
+from ._policy import check_policy, get_policy
+from ._primitive import world_call_p
+
+# Live entries in creation order, so that `advance()` validates a helper's entry before the
+# entries of the functions that call it.
+_live_lock = threading.Lock()
+_live: dict[int, weakref.ref] = {}
+_entry_ids = itertools.count()
+
+
+class _Entry:
+    """One input signature of one wrapped function."""
+
+    __slots__ = ("owner", "trace_fn", "closure", "record", "nested", "lock", "pending",
+                 "validated_epoch", "tracing", "__weakref__")
+
+    def __init__(self, owner: "Wrapped", trace_fn: Callable[[], tuple]):
+        self.owner = owner
+        self.trace_fn = trace_fn
+        self.closure: OpaqueClosure | None = None
+        self.record: DependencyRecord | None = None
+        self.nested: tuple[OpaqueClosure, ...] = ()
+        self.lock = threading.RLock()
+        self.pending: tuple[int, list[Change]] | None = None  # (epoch, changes) when stale
+        self.validated_epoch = -1
+        self.tracing = False
+        with _live_lock:
+            _live[next(_entry_ids)] = weakref.ref(self)
+
+    # -- the call path -----------------------------------------------------------------------
+    def current(self) -> OpaqueClosure:
+        closure = self.closure
+        if closure is not None and (closure._valid_through >= _epoch._epoch or closure._frozen):
+            return closure
+        with self.lock:
+            if self.tracing:
+                raise RecursionError(
+                    f"jaxworld.wrap: {self.owner.__name__} calls itself (with the same input "
+                    "signature) while it is being traced. A wrapped function cannot recurse "
+                    "through Python; express the recursion with jax.lax.while_loop / fori_loop / "
+                    "scan, or call the unwrapped function (`.__wrapped__`) recursively.")
+            e = _epoch.epoch()
+            closure = self.closure
+            if closure is None:
+                return self._retrace(e)
+            if closure._valid_through >= e or closure._frozen:
+                return closure
+            changes = self._changes(e)
+            if not changes:
+                closure._valid_through = e
+                _stats.count("restamps", self.owner)
+                return closure
+            policy = self.owner._policy or get_policy()
+            what = describe_changes(changes)
+            if policy == "frozen":
+                closure._frozen = True
+                return closure
+            if policy == "error":
+                raise StaleClosureError(
+                    f"jaxworld: {self.owner.__name__} was traced at epoch {closure.epoch} and its "
+                    f"dependencies changed since (now epoch {e}):\n{what}\n"
+                    "The stale-closure policy is 'error'. Re-trace on purpose with "
+                    "`with jaxworld.policy('retrace'):` around the call, or keep the old world "
+                    "with policy 'frozen'.")
+            if policy == "warn":
+                warnings.warn(
+                    f"jaxworld: re-tracing {self.owner.__name__} at epoch {e} because its "
+                    f"dependencies changed:\n{what}", stacklevel=4)
+            return self._retrace(e)
+
+    def _changes(self, e: int) -> list[Change]:
+        if self.pending is not None:
+            return self.pending[1]
+        _stats.count("validations", self.owner)
+        changes = list(self.record.changes()) if self.record is not None else []
+        for nested in self.nested:
+            entry = nested._entry
+            if entry is None:
+                continue
+            nested_changes = entry.validate(e) or (
+                [] if entry.closure is nested else
+                [Change(f"wrapped helper {entry.owner.__name__}", "old trace", "re-traced", None)])
+            if nested_changes:
+                changes.append(Change(
+                    f"wrapped helper {entry.owner.__name__}",
+                    f"traced at epoch {nested.epoch}",
+                    "; ".join(c.what for c in nested_changes), None))
+        return changes
+
+    def validate(self, e: int) -> list[Change]:
+        """Check this entry for epoch `e` (once per epoch); returns the changes found."""
+        with self.lock:
+            closure = self.closure
+            if closure is None or self.tracing:
+                return []
+            if self.pending is not None:
+                return self.pending[1]  # already stale: re-traced on next use
+            if self.validated_epoch == e or closure._valid_through >= e:
+                return []
+            self.validated_epoch = e
+            closure._frozen = False  # 'frozen' lasts until the next advance re-applies the policy
+            changes = self._changes(e)
+            if changes:
+                self.pending = (e, changes)
+            else:
+                closure._valid_through = e
+                _stats.count("restamps", self.owner)
+            return changes
+
+    def _retrace(self, e: int) -> OpaqueClosure:
+        self.tracing = True
+        try:
+            record = DependencyRecord.capture(self.owner.__wrapped__)
+            jaxpr, in_tree, out_tree = self.trace_fn()
+        finally:
+            self.tracing = False
+        _stats.count("traces", self.owner)
+        closure = OpaqueClosure(jaxpr, origin=self.owner.__wrapped__, epoch=e, entry=self,
+                                in_tree=in_tree, out_tree=out_tree,
+                                name=self.owner.__qualname__)
+        # Publish all at once: a KeyboardInterrupt above leaves the old state untouched.
+        self.record, self.nested = record, _nested_roots(jaxpr)
+        self.pending = None
+        self.closure = closure
+        return closure
+
+
+def _nested_roots(jaxpr: core.ClosedJaxpr) -> tuple[OpaqueClosure, ...]:
+    """Root closures of wrapped helpers called (at any depth) by `jaxpr`."""
+    found: dict[int, OpaqueClosure] = {}
+
+    def visit(j: core.Jaxpr):
+        for eqn in j.eqns:
+            if eqn.primitive is world_call_p:
+                root = eqn.params["closure"]._root
+                found.setdefault(id(root), root)
+            for sub in core.jaxprs_in_params(eqn.params):
+                visit(sub)
+
+    visit(jaxpr.jaxpr)
+    return tuple(found.values())
+
+
+def validate_all(new_epoch: int) -> bool:
+    """Validate every live entry for `new_epoch`; True when a trace newly became stale."""
+    with _live_lock:
+        refs = list(_live.items())
+    changed = False
+    dead = []
+    for key, ref in refs:
+        entry = ref()
+        if entry is None:
+            dead.append(key)
+            continue
+        was_pending = entry.pending is not None
+        if entry.validate(new_epoch) and not was_pending:
+            changed = True
+    if dead:
+        with _live_lock:
+            for key in dead:
+                _live.pop(key, None)
+    return changed
+
+
+_epoch.register_validator(validate_all)
+
+
+def describe_changes(changes: Sequence[Change]) -> str:
+    lines = []
+    for c in changes:
+        where = f" (new definition at {c.where})" if c.where else ""
+        lines.append(f"  - {c.what}: {c.old} -> {c.new}{where}")
+    return "\n".join(lines)
+
+
+def _abstractify(x: Any, name: str, position: str) -> core.AbstractValue:
+    try:
+        return core.shaped_abstractify(x)
+    except TypeError:
+        raise TypeError(
+            f"jaxworld.wrap: argument {position} of {name} is a {type(x).__name__} "
+            f"({x!r:.60}), which is not a JAX type (array, NumPy array or Python scalar). "
+            "Mark it static with `static_argnums=` / `static_argnames=` (it must then be "
+            "hashable), or pass an array.") from None
+
+
+class Wrapped:
+    """A function wrapped by `jaxworld.wrap`. Call it like the original."""
+
+    def __init__(self, fun: Callable, static_argnums: Sequence[int],
+                 static_argnames: Sequence[str], policy: str | None):
+        functools.update_wrapper(self, fun)
+        self.__wrapped__ = fun
+        if not isinstance(getattr(self, "__name__", None), str):
+            from ._closure import _callable_name
+            self.__name__ = _callable_name(fun)
+        if not isinstance(getattr(self, "__qualname__", None), str):
+            self.__qualname__ = self.__name__
+        try:
+            signature = inspect.signature(fun)
+        except (TypeError, ValueError):
+            signature = None
+        if signature is not None:
+            static_argnums, static_argnames = api_util.infer_argnums_and_argnames(
+                signature, static_argnums, static_argnames)
+        self._static_argnums = tuple(sorted(set(static_argnums)))
+        self._static_argnames = frozenset(static_argnames)
+        self._policy = policy
+        self._entries: dict[Any, _Entry] = {}
+        self._entries_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<jaxworld.wrap of {self.__wrapped__!r}>"
+
+    def __get__(self, instance, owner=None):
+        # Decorating a method: bind like a function would.
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+    def _split(self, args: tuple, kwargs: dict):
+        static = []
+        dyn_args = []
+        for i, a in enumerate(args):
+            if i in self._static_argnums or i - len(args) in self._static_argnums:
+                static.append((i, a))
+            else:
+                dyn_args.append(a)
+        dyn_kwargs = {}
+        for k, v in kwargs.items():
+            if k in self._static_argnames:
+                static.append((k, v))
+            else:
+                dyn_kwargs[k] = v
+        for where, value in static:
+            try:
+                hash(value)
+            except TypeError:
+                label = f"position {where}" if isinstance(where, int) else f"name {where!r}"
+                raise TypeError(
+                    f"jaxworld.wrap: static argument at {label} of {self.__name__} must be "
+                    f"hashable, got {type(value).__name__} {value!r:.60}. Pass a hashable value "
+                    "(e.g. a tuple instead of a list), or make the argument non-static.") from None
+        return tuple(static), tuple(dyn_args), dyn_kwargs
+
+    def _lookup(self, args: tuple, kwargs: dict) -> tuple[_Entry, list]:
+        """The cache entry for this call's input signature, and the flat dynamic arguments."""
+        static, dyn_args, dyn_kwargs = self._split(args, kwargs)
+        leaves, in_tree = tree_util.tree_flatten((dyn_args, dyn_kwargs))
+        avals = tuple(_abstractify(x, self.__name__, f"leaf {i}") for i, x in enumerate(leaves))
+        key = (in_tree, avals, static)
+        entry = self._entries.get(key)
+        if entry is None:
+            with self._entries_lock:
+                entry = self._entries.get(key)
+                if entry is None:
+                    entry = _Entry(self, functools.partial(
+                        self._trace, args, kwargs, static, in_tree, avals))
+                    self._entries[key] = entry
+        return entry, leaves
+
+    def __call__(self, *args, **kwargs):
+        entry, leaves = self._lookup(args, kwargs)
+        previous = entry.closure
+        try:
+            closure = entry.current()
+        except _ClosedOverTracers as closed:
+            # `fun` closes over tracers of an enclosing transformation: the trace belongs to this
+            # call alone. Pass the captured tracers as leading inputs and cache nothing.
+            closure = OpaqueClosure(
+                core.ClosedJaxpr(pe.convert_constvars_jaxpr(closed.jaxpr), ()),
+                origin=fun_of(self), in_tree=closed.in_tree, out_tree=closed.out_tree,
+                name=self.__qualname__, ephemeral=True)
+            _stats.count("traces", self)
+            outs = world_call_p.bind(*closed.consts, *leaves, closure=closure)
+            return tree_util.tree_unflatten(closure._out_tree, outs)
+        trace = current_trace()
+        if not is_eval_trace(trace):
+            if previous is not None and closure is not previous and previous._users:
+                _check_no_live_user(previous, closure, trace)
+            closure._users.add(trace)
+        outs = world_call_p.bind(*leaves, closure=closure)
+        return tree_util.tree_unflatten(closure._out_tree, outs)
+
+    def _trace(self, args, kwargs, static, in_tree, avals):
+        """Trace the origin afresh for one signature: (ClosedJaxpr, in_tree, out_tree)."""
+        fun = self.__wrapped__
+        static_pos = {w: v for w, v in static if isinstance(w, int)}
+        static_kw = {w: v for w, v in static if not isinstance(w, int)}
+        n_args = len(args)
+        out_trees = []
+
+        def flat_fun(*flat):
+            dyn_args, dyn_kwargs = tree_util.tree_unflatten(in_tree, flat)
+            dyn_iter = iter(dyn_args)
+            full_args = [static_pos[i] if i in static_pos else next(dyn_iter)
+                         for i in range(n_args)]
+            out = fun(*full_args, **dyn_kwargs, **static_kw)
+            out_flat, out_tree = tree_util.tree_flatten(out)
+            out_trees.append(out_tree)
+            return out_flat
+
+        try:
+            debug = api_util.debug_info("jaxworld.wrap", fun, args, kwargs,
+                                        static_argnums=self._static_argnums,
+                                        static_argnames=tuple(self._static_argnames))
+            if len(debug.arg_names or ()) != len(avals):
+                raise ValueError
+        except Exception:  # exotic signatures: fall back to positional names
+            debug = api_util.debug_info("jaxworld.wrap", flat_fun, avals, {})
+        jaxpr, _, consts = pe.trace_to_jaxpr_dynamic(lu.wrap_init(flat_fun, debug_info=debug),
+                                                     list(avals))
+        if any(isinstance(c, core.Tracer) for c in consts):
+            raise _ClosedOverTracers(jaxpr, consts, in_tree, out_trees[0])
+        return core.ClosedJaxpr(jaxpr, consts), in_tree, out_trees[0]
+
+
+def fun_of(wrapped: "Wrapped") -> Callable:
+    return wrapped.__wrapped__
+
+
+class _ClosedOverTracers(Exception):
+    """Internal: the origin closed over tracers of an enclosing transformation."""
+
+    def __init__(self, jaxpr, consts, in_tree, out_tree):
+        self.jaxpr, self.consts, self.in_tree, self.out_tree = jaxpr, consts, in_tree, out_tree
+
+
+def _check_no_live_user(previous: OpaqueClosure, new: OpaqueClosure, trace) -> None:
+    if previous.out_avals == new.out_avals and previous._out_tree == new._out_tree:
+        return
+    for t in enclosing_traces(trace):
+        if t in previous._users and t.is_valid():
+            raise world_change_error(
+                previous, new, "an enclosing trace already used the old closure and the "
+                "re-trace changed its output structure, shape or dtype")
+
+
+def wrap(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (),
+         static_argnames: str | Sequence[str] = (), policy: str | None = None):
+    """Wrap `fun` so that its calls travel as one opaque `world_call` equation.
+
+    The wrapped function behaves exactly like `fun` under every JAX transformation (jit, grad,
+    vmap, jvp, vjp, linearize, hessian, checkpoint, scan, ...), but its traced body stays opaque and
+    remembers where it came from, so that after `jaxworld.advance()` (or a notebook cell) it is
+    re-traced from `fun` if — and only if — something it depends on changed.
+
+    Args:
+      fun: any callable: a function, lambda, bound method, `functools.partial`, or a callable
+        object such as an equinox Module. Omit it to use `wrap` as a decorator with arguments.
+      static_argnums: positions of arguments that are Python values (hashable), not arrays.
+      static_argnames: names of such arguments.
+      policy: what to do when the trace is stale: ``"retrace"``, ``"warn"``, ``"error"`` or
+        ``"frozen"`` (default: the policy in force, see `jaxworld.set_policy`).
+
+    Returns:
+      The wrapped function (with `fun`'s name, docstring and ``__wrapped__``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxworld
+      >>> @jaxworld.wrap
+      ... def f(x):
+      ...     return jnp.sum(jnp.sin(x) ** 2)
+      >>> h = jax.hessian(f)(jnp.ones(3))
+      >>> [e.primitive.name for e in jax.make_jaxpr(f)(jnp.ones(3)).eqns]
+      ['world_call']
+    """
+    if policy is not None:
+        check_policy(policy, "jaxworld.wrap")
+    if isinstance(static_argnums, int):
+        static_argnums = (static_argnums,)
+    if isinstance(static_argnames, str):
+        static_argnames = (static_argnames,)
+
+    def decorate(f):
+        if not callable(f):
+            raise TypeError(
+                f"jaxworld.wrap: expected a callable (a function, lambda, bound method, "
+                f"functools.partial or an object with __call__), got {type(f).__name__} "
+                f"{f!r:.60}. Usage: `jaxworld.wrap(f)` or `@jaxworld.wrap`.")
+        return Wrapped(f, tuple(static_argnums), tuple(static_argnames), policy)
+
+    if fun is None:
+        return decorate
+    return decorate(fun)
