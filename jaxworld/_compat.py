@@ -31,11 +31,29 @@ from jax._src import source_info_util as source_info_util  # noqa: F401  # equat
 # The part of JAX's configuration that changes traces (dtype promotion, x64, matmul precision,
 # ...). `jax.jit` keys its caches on it; jaxworld records it in dependency records.
 from jax._src.config import trace_context as _trace_context
+from jax._src.config import trace_context_names as _trace_context_names
+
+# `trace_context()` also holds per-trace state that is not configuration: the context managers
+# active at the call site (mesh, user contexts — jaxworld's own world generation among them) and
+# the axis environment of an enclosing vmap / shard_map. Recording those would make every record
+# "change" whenever it is checked from a different context (or after jaxworld's own bump), so only
+# the configuration flags are kept.
+_NOT_CONFIGURATION = ("user_context", "axis_env_state")
 
 
-def jax_trace_config():
-    """A hashable snapshot of the JAX configuration that `jax.jit` keys its trace cache on."""
-    return _trace_context()
+def _is_configuration(name: str) -> bool:
+    return not (name in _NOT_CONFIGURATION or name.endswith("_context_manager"))
+
+
+_CONFIG_INDICES = tuple(i for i, name in enumerate(_trace_context_names())
+                        if _is_configuration(name))
+_CONFIG_NAMES = tuple(_trace_context_names()[i] for i in _CONFIG_INDICES)
+
+
+def jax_trace_config() -> tuple:
+    """A hashable snapshot of the JAX configuration flags that change traces (x64, promotion...)."""
+    values = _trace_context()
+    return tuple((name, values[i]) for name, i in zip(_CONFIG_NAMES, _CONFIG_INDICES))
 
 
 def current_trace():

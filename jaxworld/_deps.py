@@ -4,57 +4,59 @@ A jaxpr traced from a Python callable (the *origin*) bakes in everything Python
 code read while tracing: helper functions, global constants, closure cells,
 NumPy arrays, JAX configuration.  `DependencyRecord.capture(fun)` walks what
 `fun` can reach *statically* and snapshots it; `record.changes()` walks again
-from the same origin and lists what differs.  The walk over-approximates on
-purpose: reporting something the trace did not really use costs a re-trace,
-missing something it did use would silently serve a stale trace.
+from the same origin and lists what differs (only the top-most difference on
+each path: a redefined helper is reported once, not with all its insides).
+The walk over-approximates on purpose: reporting something the trace did not
+use costs a re-trace; missing something it did use would serve a stale trace.
 
 What is tracked
 ---------------
-* Functions written by the user (code outside the stdlib, site-packages, jax,
-  jaxlib, numpy and jaxworld itself): the identity of ``__code__``; every name
-  in ``co_names`` of the code and of nested code objects (lambdas, inner
-  functions, comprehensions), looked up in ``__globals__`` (a global that
-  appears or disappears later is a change) or else in builtins; closure cells
-  (so ``nonlocal`` rebinding is seen); ``__defaults__``, ``__kwdefaults__`` and
-  the function's own ``__dict__`` (``__wrapped__`` of decorators).  User
-  functions reached from any of these are walked in turn, once each.
-* Library functions are compared by identity only, except that a
-  ``__wrapped__`` attribute and closure cells holding user functions are
-  followed, so ``jax.vmap(helper)`` / ``jax.grad(helper)`` still see ``helper``.
-* Bound methods (``__func__`` and ``__self__``), ``functools.partial`` (func,
-  args, keywords), ``property`` / ``staticmethod`` / ``classmethod``,
-  ``jax.custom_jvp`` / ``jax.custom_vjp`` (their whole instance ``__dict__``:
-  ``fun``, ``jvp``, ``fwd``, ``bwd``, ``nondiff_argnums``, ...), and objects with a
-  ``__wrapped__`` attribute such as the result of ``jax.jit``.
-* Values: None/bool/int/float/complex/str/bytes by type and value; tuples,
-  lists, dicts, sets by content (recursively); ``numpy.ndarray`` by identity,
-  dtype, shape and a blake2b digest of its bytes (so in-place mutation is seen);
-  NumPy scalars and dtypes by value; ``jax.Array`` by identity (immutable).
-* Modules by identity, plus ``module.attr`` for each name ``attr`` in the
-  reading function's ``co_names`` that the module defines (monkeypatching and
-  ``importlib.reload``).
-* Instances of user classes: identity, type, instance ``__dict__`` and slots,
-  and *every* attribute defined on user classes of the MRO (methods are walked),
-  so replacing a method on the class is seen.  Instances of library classes:
-  identity, plus the class/instance attributes named in the reader's
-  ``co_names``.  A callable object used as the origin is handled the same way
-  (its ``type(obj).__call__`` is walked as a class attribute).
+* User functions (code outside the stdlib, site-packages, jax, jaxlib, numpy
+  and jaxworld itself; exec'd/notebook code counts as user code): identity of
+  ``__code__``; every name in ``co_names`` of the code and of nested code
+  objects (lambdas, inner functions, comprehensions), looked up in
+  ``__globals__`` -- a global appearing or disappearing later is a change --
+  or else in builtins; closure cells (``nonlocal`` rebinding); ``__defaults__``,
+  ``__kwdefaults__``; the function's ``__dict__`` (``__wrapped__``).  User
+  functions reached from any of these are walked in turn, each once per walk
+  (so recursion terminates).
+* Library functions: identity only, but their ``__wrapped__`` and closure cells
+  holding user functions are followed (``jax.vmap(helper)``, ``jax.grad(...)``).
+* Bound methods (``__func__``, ``__self__``), ``functools.partial`` (func, args,
+  keywords), ``property``/``staticmethod``/``classmethod``, objects with a
+  ``__wrapped__`` attribute such as ``jax.jit(f)``, and ``jax.custom_jvp`` /
+  ``jax.custom_vjp`` (fields ``fun``, ``jvp``, ``fwd``, ``bwd``,
+  ``nondiff_argnums``, ``symbolic_zeros``, ...: calling ``defjvp`` again is seen).
+* Values: None/bool/int/float/complex/str/bytes by type and value; tuple, list,
+  dict, set by contents, recursively; ``numpy.ndarray`` by identity, dtype,
+  shape and a blake2b digest of its bytes (in-place mutation is seen); NumPy
+  scalars and dtypes by value; ``jax.Array`` by identity (it is immutable).
+* Modules by identity, plus ``module.attr`` for each ``co_names`` entry of the
+  reader that the module defines (monkeypatching, ``importlib.reload``).
+* Instances of user classes (the origin itself may be one, e.g. a callable
+  model): identity, class, instance ``__dict__`` and slots, and *every*
+  attribute defined by user classes in the MRO (methods walked; replacing a
+  method on the class is seen).  Library-class instances: identity plus the
+  class/instance attributes named in the reader's ``co_names``.
 * The JAX configuration that affects tracing (``jax_trace_config()``).
 
-Out of reach (documented limitations)
--------------------------------------
-* State mutated in place behind opaque objects (C extension types, objects of
-  library classes whose fields are not named in ``co_names``, ``dict``/``list``
-  *subclasses'* extra attributes, elements of object-dtype arrays, which are
-  compared by identity only).
-* Attributes reached with computed names (``getattr(obj, name)``), ``eval``,
-  ``exec`` and ``globals()[name]`` lookups; attributes reached through a local
-  variable that is not itself a global/cell/default (``self.x`` is covered only
-  because instance fields of user objects are recorded wholesale).
-* Globals of library code (a library function is not walked), and data read
-  from files, environment variables or random number generators at trace time.
-* A ``__getattr__``-provided module attribute (PEP 562) or a descriptor's
-  computed value: the descriptor object is recorded, not what it returns.
+Out of reach (limitations)
+--------------------------
+* State mutated in place behind opaque objects: C extension types, library
+  objects' fields the reader does not name, elements of object-dtype arrays
+  (compared by identity), extra attributes of ``list``/``dict`` subclasses.
+* Names computed at run time: ``getattr(obj, name)``, ``globals()[name]``,
+  ``eval``/``exec``; module attributes served by a module ``__getattr__``;
+  values computed by descriptors (the descriptor is recorded, not its result).
+* Globals of library code (library functions are not walked); user code
+  installed into site-packages counts as library code.
+* Data read from files, environment variables or RNGs while tracing.
+* Values nested deeper than `_MAX_DEPTH` or that raise when inspected cannot
+  be verified; they are reported as changed on every check (safe, not fast).
+
+Cost: `changes()` is one walk, linear in the reachable objects, plus hashing
+the bytes of every reachable NumPy array (pass a shared ``memo`` dict to the
+records checked in one `advance()` to hash shared arrays once).
 """
 
 from __future__ import annotations
@@ -68,15 +70,12 @@ import sysconfig
 import types
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple, Union
+from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import numpy as np
 
-try:
-    from ._compat import jax_trace_config
-except ImportError:  # the shared helper may not exist yet in a checkout
-    from jax._src.config import trace_context as jax_trace_config
+from ._compat import jax_trace_config
 
 __all__ = ["Change", "DependencyRecord"]
 
@@ -133,13 +132,18 @@ def _is_user_class(cls: type) -> bool:
         fn = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
         if isinstance(fn, types.FunctionType):
             return _is_user_function(fn)
-    mod = sys.modules.get(cls.__module__)
-    if mod is None:
-        return cls.__module__ != "builtins"
-    file = getattr(mod, "__file__", None)
-    if file is None:
-        return mod.__name__ not in sys.builtin_module_names
-    return _is_user_file(file)
+    # Otherwise the module decides; extension types often name a submodule
+    # that is not in sys.modules ("jaxlib._jax.pytree"), so try its parents.
+    parts = str(cls.__module__).split(".")
+    while parts:
+        mod = sys.modules.get(".".join(parts))
+        if mod is not None:
+            file = getattr(mod, "__file__", None)
+            if file is None:  # built-in module, or a notebook's __main__
+                return mod.__name__ not in sys.builtin_module_names
+            return _is_user_file(file)
+        parts.pop()
+    return False  # an unknown C-level class: nothing in it can be walked anyway
 
 
 def _where(value: Any) -> str | None:
@@ -193,22 +197,28 @@ class _Ident:
         return self._id
 
 
-class _TooDeep:
-    """Token for a value nested beyond `_MAX_DEPTH`: never equal, so never trusted."""
+class _Unverifiable:
+    """Token for a value the walk could not inspect (nested beyond `_MAX_DEPTH`,
+    or an inspection raised): never equal to anything, so a record holding one
+    always reports a change -- a needless re-trace rather than a stale one."""
 
     __eq__ = object.__eq__  # identity only: a fresh walk never matches
     __hash__ = object.__hash__
 
 
-_MAX_DEPTH = 120  # nesting levels; each costs ~5 Python frames of recursion
+_MAX_DEPTH = 100  # nesting levels; each costs ~6 Python frames of recursion
 _ABSENT = ("<absent>",)
 _EMPTY_CELL = ("<empty cell>",)
+_NONE_TOKEN = (type(None), None)
+_CUSTOM_RULE_FIELDS = ("fun", "jvp", "fwd", "bwd", "nondiff_argnums", "nondiff_argnames",
+                       "symbolic_zeros", "optimize_remat")
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _CONTAINERS = (tuple, list, dict, set, frozenset)
 _BORING_CLASS_ATTRS = frozenset(
     {"__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__annotations__",
      "__slots__", "__firstlineno__", "__static_attributes__"})
-_BORING_FUNCTION_ATTRS = frozenset({"__module__", "__name__", "__qualname__", "__doc__", "__annotations__"})
+_BORING_FUNCTION_ATTRS = frozenset(
+    {"__module__", "__name__", "__qualname__", "__doc__", "__annotations__"})
 
 
 def _digest(data: Any) -> str:
@@ -261,7 +271,7 @@ def _code_names(code: types.CodeType) -> tuple[str, ...]:
     return result
 
 
-def _short(value: Any, depth: int = 0) -> str:
+def _short(value: Any, depth: int = 0, digest: str | None = None) -> str:
     """A short, cheap description of a value (never a full repr of big things)."""
     if isinstance(value, tuple) and value in (_ABSENT, _EMPTY_CELL):
         return {_ABSENT: "<not defined>", _EMPTY_CELL: "<empty cell>"}[value]
@@ -270,7 +280,8 @@ def _short(value: Any, depth: int = 0) -> str:
         return text if len(text) <= 60 else text[:57] + "..."
     if isinstance(value, np.ndarray):
         shape = ",".join(map(str, value.shape))
-        return f"ndarray {value.dtype}[{shape}] (contents hash {_array_digest(value)[:8]})"
+        digest = digest or _array_digest(value)
+        return f"ndarray {value.dtype}[{shape}] (contents hash {digest[:8]})"
     if isinstance(value, jax.Array):
         shape = ",".join(map(str, value.shape))
         return f"jax.Array {value.dtype}[{shape}] at 0x{id(value):x}"
@@ -345,8 +356,9 @@ class _Entry:
 class _Walker:
     """One walk from an origin: appends entries in a deterministic order."""
 
-    def __init__(self, capture: bool) -> None:
+    def __init__(self, capture: bool, memo: dict | None = None) -> None:
         self.capture = capture  # capture: describe values now and hold them weakly
+        self._memo = {} if memo is None else memo  # id(array) -> (array, digest)
         self.entries: list[_Entry] = []
         self._done: dict[tuple, Any] = {}  # (id, tag) -> object, pinned so ids stay unique
         self._active: set[int] = set()  # containers being tokenized (cycle guard)
@@ -369,7 +381,12 @@ class _Walker:
 
     def _fill(self, entry: _Entry, value: Any) -> None:
         if self.capture:
-            entry.text = _short(value)
+            token = entry.token  # reuse an array's digest rather than hashing twice
+            digest = token[4] if isinstance(token, tuple) and token[:1] == ("ndarray",) else None
+            try:
+                entry.text = _short(value, digest=digest)
+            except Exception:
+                entry.text = f"<{type(value).__name__} object>"
         else:
             entry.value = value
 
@@ -378,7 +395,10 @@ class _Walker:
         """Record `value` at `key`, expand what it reaches, return its token."""
         entry = _Entry(key, what, kind)
         self.entries.append(entry)  # before the children, so parents come first
-        entry.token = self._token(value, key, what, trail, names)
+        try:
+            entry.token = self._token(value, key, what, trail, names)
+        except Exception:  # an object that resists inspection: never trusted
+            entry.token = _Unverifiable()
         self._fill(entry, value)
         return entry.token
 
@@ -390,7 +410,7 @@ class _Walker:
         if self._depth >= _MAX_DEPTH:
             # Deeper than the recursion we allow (a long linked structure):
             # unverifiable, so the record conservatively reports a change.
-            return _TooDeep()
+            return _Unverifiable()
         self._depth += 1
         try:
             return self._compound_token(value, key, what, trail, names)
@@ -400,9 +420,9 @@ class _Walker:
     def _compound_token(self, value: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                         names: tuple[str, ...]) -> Any:
         if isinstance(value, np.ndarray):
-            return ("ndarray", _Ident(value, self.capture), value.dtype, value.shape, _array_digest(value))
+            return ("ndarray", _Ident(value, self.capture), value.dtype, value.shape, self._digest(value))
         if isinstance(value, np.generic):
-            return (type(value), value.tobytes() if not isinstance(value, np.object_) else id(value))
+            return (type(value), value.tobytes())
         if isinstance(value, np.dtype):
             return (np.dtype, value)
         if isinstance(value, jax.Array):  # immutable: identity suffices
@@ -413,6 +433,14 @@ class _Walker:
         if isinstance(value, types.MethodType):  # a fresh object per attribute access
             return ("method", _Ident(value.__func__, self.capture), _Ident(value.__self__, self.capture))
         return _Ident(value, self.capture)
+
+    def _digest(self, arr: np.ndarray) -> str:
+        known = self._memo.get(id(arr))
+        if known is not None and known[0] is arr:
+            return known[1]
+        digest = _array_digest(arr)
+        self._memo[id(arr)] = (arr, digest)  # holds arr: its id cannot be reused meanwhile
+        return digest
 
     def _element(self, value: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                  names: tuple[str, ...]) -> Any:
@@ -432,8 +460,10 @@ class _Walker:
                 items = []
                 for i, (k, v) in enumerate(list(value.items())):
                     label = f"[{k!r}]" if isinstance(k, (str, int)) and len(repr(k)) < 40 else f"[#{i}]"
-                    k_tok = self._element(k, key + (label + ".key",), _What(f"key {label} of ", what), trail, names)
-                    v_tok = self._element(v, key + (label,), _What(f"item {label} of ", what), trail, names)
+                    k_tok = self._element(k, key + (label + ".key",), _What(f"key {label} of ", what),
+                                          trail, names)
+                    v_tok = self._element(v, key + (label,), _What(f"item {label} of ", what),
+                                          trail, names)
                     items.append((k_tok, v_tok))
                 return (type(value), tuple(items))
             elems = [self._element(v, key + (f"[{i}]",), _What(f"item [{i}] of ", what), trail, names)
@@ -465,7 +495,8 @@ class _Walker:
             if self._once(value):
                 self.visit(value.func, key + ("func",), _What("function of ", what), trail, names)
                 self.visit(value.args, key + ("args",), _What("arguments of ", what), trail, names)
-                self.visit(value.keywords, key + ("keywords",), _What("keyword arguments of ", what), trail, names)
+                self.visit(value.keywords, key + ("keywords",), _What("keyword arguments of ", what),
+                           trail, names)
         elif isinstance(value, (staticmethod, classmethod)):
             self.visit(value.__func__, key + ("__func__",), _What("function of ", what), trail, names)
         elif isinstance(value, property):
@@ -478,10 +509,15 @@ class _Walker:
         elif isinstance(value, type):
             self._class(value, key, what, trail, names)
         elif isinstance(value, (jax.custom_jvp, jax.custom_vjp)):
-            # fun / jvp (set by defjvp) / fwd, bwd (set by defvjp) / nondiff_argnums
-            # ... all live in the instance __dict__; record it whole.
+            # The rules live in the instance __dict__ (jvp appears with defjvp,
+            # fwd/bwd with defvjp).  Only these fields: update_wrapper also
+            # copies the wrapped object's __dict__ there (e.g. jit internals).
             if self._once(value):
-                self._fields(value, key, what, trail, names, skip=_BORING_FUNCTION_ATTRS)
+                fields = _instance_dict(value)
+                for name in _CUSTOM_RULE_FIELDS:
+                    if name in fields:
+                        self.visit(fields[name], key + ("field", name), _What(f"field '{name}' of ", what),
+                                   trail, names)
         else:
             self._object(value, key, what, trail, names)
 
@@ -535,7 +571,8 @@ class _Walker:
             if content is not wrapped and (
                     (isinstance(content, types.FunctionType) and _is_user_function(content))
                     or isinstance(content, (functools.partial, types.MethodType))):
-                self.visit(content, key + ("cell", var), _What(f"closure variable '{var}' of ", what), trail, names)
+                self.visit(content, key + ("cell", var), _What(f"closure variable '{var}' of ", what),
+                           trail, names)
 
     def _module_attrs(self, module: types.ModuleType, key: tuple[str, ...], what: _Text,
                       trail: tuple[str, ...], names: tuple[str, ...]) -> None:
@@ -545,7 +582,8 @@ class _Walker:
         namespace = _instance_dict(module)
         for name in names:
             if name in namespace:
-                self.visit(namespace[name], key + ("attr", name), _What(f"attribute '{name}' of ", what), trail, names)
+                self.visit(namespace[name], key + ("attr", name), _What(f"attribute '{name}' of ", what),
+                           trail, names)
 
     def _class(self, cls: type, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                names: tuple[str, ...]) -> None:
@@ -565,8 +603,9 @@ class _Walker:
                 continue  # library bases: their attributes named by the reader, below
             for name, attr in list(klass.__dict__.items()):
                 if name not in _BORING_CLASS_ATTRS:
-                    self.visit(attr, key + (klass.__qualname__, name),
-                               _What(f"attribute '{name}' of class '{klass.__qualname__}' (", what, ")"), trail, names)
+                    self.visit(attr, key + (f"class {klass.__qualname__}", name),
+                               _What(f"attribute '{name}' of class '{klass.__qualname__}' (", what, ")"),
+                               trail, names)
         self._named_class_attrs(cls, key, what, trail, names)
 
     def _named_class_attrs(self, cls: type, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
@@ -579,7 +618,8 @@ class _Walker:
                         break  # already recorded wholesale
                     attr = klass.__dict__[name]
                     self.visit(attr, key + ("resolve", name),
-                               _What(f"attribute '{name}' of class '{cls.__qualname__}' (", what, ")"), trail, names)
+                               _What(f"attribute '{name}' of class '{cls.__qualname__}' (", what, ")"),
+                               trail, names)
                     break
 
     def _object(self, obj: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
@@ -601,17 +641,17 @@ class _Walker:
         fields = _instance_dict(obj)
         for name in names:
             if name in fields:
-                self.visit(fields[name], key + ("field", name), _What(f"field '{name}' of ", what), trail, names)
+                self.visit(fields[name], key + ("field", name), _What(f"field '{name}' of ", what),
+                           trail, names)
         wrapped = fields.get("__wrapped__")
         if wrapped is not None and "__wrapped__" not in names:
             self.visit(wrapped, key + ("__wrapped__",), _What("function wrapped by ", what), trail, names)
 
     def _fields(self, obj: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
-                names: tuple[str, ...], skip: Iterable[str] = ()) -> None:
+                names: tuple[str, ...]) -> None:
         """Instance __dict__ and __slots__ of an object, each field recorded."""
         for name, value in list(_instance_dict(obj).items()):
-            if name not in skip:
-                self.visit(value, key + ("field", name), _What(f"field '{name}' of ", what), trail, names)
+            self.visit(value, key + ("field", name), _What(f"field '{name}' of ", what), trail, names)
         for klass in type(obj).__mro__:
             slots = klass.__dict__.get("__slots__", ())
             for name in [slots] if isinstance(slots, str) else slots:
@@ -629,7 +669,7 @@ class _Walker:
     def walk(self, origin: Any) -> None:
         config = jax_trace_config()
         self.record(("jax config",), "JAX configuration", "config", config, config)
-        self.visit(origin, ("origin",), f"traced callable {_short(origin)}", (), ())
+        self.visit(origin, ("origin",), "traced callable", (), ())
 
 
 # ---------------------------------------------------------------------------
@@ -643,19 +683,12 @@ def _same(old: Any, new: Any) -> bool:
 
 
 def _config_diff(old: tuple, new: tuple) -> tuple[str, str]:
-    """Name the differing configuration entries when their positions are known."""
-    try:
-        from jax._src.config import trace_context_names
-        labels = list(trace_context_names())
-    except Exception:
-        labels = []
-    if not (isinstance(old, tuple) and isinstance(new, tuple) and len(old) == len(new)):
-        return (f"{len(old)} settings", f"{len(new)} settings")
-    if len(labels) != len(old):
-        labels = [f"setting #{i}" for i in range(len(old))]
-    diffs = [i for i, (a, b) in enumerate(zip(old, new)) if not _same(a, b)]
-    return (", ".join(f"{labels[i]}={_short(old[i])}" for i in diffs),
-            ", ".join(f"{labels[i]}={_short(new[i])}" for i in diffs))
+    """Name the differing configuration flags (`jax_trace_config()` is a tuple of pairs)."""
+    old_flags, new_flags = dict(old), dict(new)
+    names = [n for n in {**old_flags, **new_flags}
+             if not _same(old_flags.get(n, _EMPTY_CELL), new_flags.get(n, _EMPTY_CELL))]
+    return (", ".join(f"{n}={_short(old_flags.get(n))}" for n in names),
+            ", ".join(f"{n}={_short(new_flags.get(n))}" for n in names))
 
 
 def _is_below(key: tuple[str, ...], reported: set[tuple[str, ...]]) -> bool:
@@ -676,6 +709,7 @@ class DependencyRecord:
         self._origin_ref = origin_ref
         self._origin_text = origin_text
         self._entries = entries
+        self._by_key = {e.key: e for e in entries}
 
     @classmethod
     def capture(cls, fun: Any, *, strong: bool = False) -> "DependencyRecord":
@@ -692,15 +726,20 @@ class DependencyRecord:
             ref = lambda: fun  # noqa: E731 - a strong reference with the same interface
         return cls(ref, _short(fun), walker.entries)
 
-    def changes(self) -> list[Change]:
-        """What differs from the snapshot; [] when the record still holds."""
+    def changes(self, *, memo: dict | None = None) -> list[Change]:
+        """What differs from the snapshot; [] when the record still holds.
+
+        `memo`: pass one fresh dict to the `changes()` calls of several records
+        made at the same moment (one `advance()`), so that a NumPy array they
+        share is hashed once.  Do not reuse it later: arrays may change.
+        """
         origin = self._origin_ref()
         if origin is None:
             return [Change(f"traced callable {self._origin_text}", self._origin_text,
                            "<garbage collected>", None)]
-        walker = _Walker(capture=False)
+        walker = _Walker(capture=False, memo=memo)
         walker.walk(origin)
-        old = {e.key: e for e in self._entries}
+        old = self._by_key
         seen: set[tuple[str, ...]] = set()
         reported: set[tuple[str, ...]] = set()
         out: list[Change] = []
@@ -717,7 +756,11 @@ class DependencyRecord:
                 out.append(Change(str(entry.what), old_text, new_text, None))
                 continue
             old_text = before.text if before is not None else "<not a dependency before>"
-            out.append(Change(str(entry.what), old_text or "?", _short(entry.value), _where(entry.value)))
+            try:
+                new_text, where = _short(entry.value), _where(entry.value)
+            except Exception:
+                new_text, where = f"<{type(entry.value).__name__} object>", None
+            out.append(Change(str(entry.what), old_text or "?", new_text, where))
         for entry in self._entries:  # dependencies the new walk no longer reaches
             if entry.key not in seen and not _is_below(entry.key, reported) and entry.key not in reported:
                 reported.add(entry.key)
@@ -736,7 +779,9 @@ class DependencyRecord:
                 builtin_names.append(entry.key[-1])
             elif entry.kind == "config":
                 lines.append(f"JAX configuration ({len(entry.token)} trace-affecting settings)")
-            elif not (entry.key[-1] in ("__defaults__", "__kwdefaults__") and entry.token == (type(None), None)):
+            elif entry.key[-1] in ("__defaults__", "__kwdefaults__") and entry.token == _NONE_TOKEN:
+                continue  # "no defaults" is still checked, just not worth a line
+            else:
                 lines.append(f"{entry.what} = {entry.text}")
         if builtin_names:
             lines.append("builtins: " + ", ".join(dict.fromkeys(builtin_names)))

@@ -269,9 +269,9 @@ def _partial_eval_custom(saveable, unks_in, inst_in, eqn):
 
     def params_updater(unks_in, inst_in, kept_outs_known, kept_outs_staged, num_res_out,
                        num_res_in, params_known, params_staged):
-        known, staged = derived.closures["known"], derived.closures["staged"]
-        assert params_known["jaxpr"] is known.jaxpr and params_staged["jaxpr"] is staged.jaxpr
-        return {"closure": known}, {"closure": staged}
+        # JAX's rule computed the same split through the same cache (`params_*["jaxpr"]`); the
+        # derived closures carry it with a way back to their parent.
+        return {"closure": derived.closures["known"]}, {"closure": derived.closures["staged"]}
 
     as_call = eqn.replace(params={"jaxpr": closure.jaxpr})
     return pe.closed_call_partial_eval_custom_rule(

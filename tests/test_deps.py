@@ -638,6 +638,28 @@ def test_library_functions_are_not_walked():
     assert not any("read by f -> " in line for line in rec.describe())
 
 
+def test_jax_objects_are_not_walked_into_their_internals():
+    ns = notebook("def f(x):\n    return jax.nn.relu(x) + jax.tree_util.tree_structure(x).num_leaves\n")
+    rec = DependencyRecord.capture(ns["f"])
+    text = "\n".join(rec.describe())
+    assert "_jit_info" not in text and "PyTreeDef" not in text and "nanobind" not in text
+    assert "field 'jvp' of attribute 'relu'" in text  # the custom_jvp rule itself is recorded
+    assert rec.changes() == []
+
+
+def test_shared_memo_hashes_shared_array_once_and_still_detects():
+    table = np.arange(6.0)
+    ns = notebook("def f(x):\n    return x + table\ndef g(x):\n    return x * table\n", table=table)
+    rec_f, rec_g = DependencyRecord.capture(ns["f"]), DependencyRecord.capture(ns["g"])
+    memo: dict = {}
+    assert rec_f.changes(memo=memo) == [] and rec_g.changes(memo=memo) == []
+    assert len(memo) == 1
+    table[0] = -1.0
+    memo = {}  # a fresh memo per advance()
+    assert "global 'table'" in whats(rec_f.changes(memo=memo))
+    assert "global 'table'" in whats(rec_g.changes(memo=memo))
+
+
 # ---------------------------------------------------------------------------
 # JAX configuration
 
@@ -653,6 +675,32 @@ def test_jax_x64_toggled():
     finally:
         jax.config.update("jax_enable_x64", before)
     assert rec.changes() == []
+
+
+def test_entry_keys_are_unique_in_a_busy_record():
+    from unittest import mock
+
+    ns = notebook("""
+        import functools
+        class field:  # a class named like an internal key label
+            resolve = 1
+            def __call__(self, x):
+                return x
+        class Sub(field):
+            __slots__ = ()
+        obj = Sub()
+        table = {"a": np.ones(2), 1: [field, obj], ("t",): {"nested": obj}}
+        p = functools.partial(obj, 1)
+        weird = mock.MagicMock()
+        def f(x, k=obj):
+            return obj(x) + table["a"] + p() + weird.anything + Sub.resolve
+    """, mock=mock)
+    rec = DependencyRecord.capture(ns["f"])
+    keys = [entry.key for entry in rec._entries]
+    assert len(keys) == len(set(keys))
+    assert rec.changes() == []
+    ns["table"][("t",)]["nested"] = None
+    assert "global 'table'" in whats(rec.changes())
 
 
 def test_describe_lines_are_strings():
