@@ -1,0 +1,118 @@
+"""The notebooks in `notebooks/` run top to bottom in a real Jupyter kernel (issue #5).
+
+Each notebook is executed with nbclient in a fresh IPython kernel running this interpreter
+(`sys.executable`, so the kernel sees the same installed jaxworld as the tests); any cell that
+raises — including the notebooks' own asserts against plain JAX — fails the test. The committed
+copies must carry their outputs (readers see the plots on the repository page).
+
+Run: ``pytest -m notebooks tests/test_notebooks.py`` (needs the ``notebook`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+_REASON = "needs the `notebook` extra: pip install '.[notebook]'"
+nbformat = pytest.importorskip("nbformat", reason=_REASON)
+nbclient = pytest.importorskip("nbclient", reason=_REASON)
+pytest.importorskip("ipykernel", reason=_REASON)
+pytest.importorskip("matplotlib", reason=_REASON)
+
+pytestmark = pytest.mark.notebooks
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+KERNEL_NAME = "python3"
+CELL_TIMEOUT_S = 300
+
+
+@pytest.fixture
+def kernel(tmp_path, monkeypatch) -> str:
+    """A `python3` kernelspec that runs this interpreter, found before any user-level one.
+
+    `JUPYTER_PATH` comes first in Jupyter's search path, so a `python3` kernel registered for
+    another Python in the user's home cannot capture the run.
+    """
+    spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python 3 ({sys.executable})",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    # A backend forced in the environment (MPLBACKEND=Agg in CI) would swallow the inline plots.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    return KERNEL_NAME
+
+
+def _execute(nb, workdir: Path, kernel_name: str):
+    client = nbclient.NotebookClient(
+        nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT_S, record_timing=False,
+        resources={"metadata": {"path": str(workdir)}})
+    client.execute()
+    return nb
+
+
+def _outputs(nb, cell_type: str = "code"):
+    for cell in nb.cells:
+        if cell.cell_type == cell_type:
+            yield from cell.get("outputs", [])
+
+
+def _has_png(nb) -> bool:
+    return any("image/png" in out.get("data", {}) for out in _outputs(nb))
+
+
+def _sources(nb) -> str:
+    return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+
+
+def test_there_are_notebooks():
+    names = [p.name for p in NOTEBOOKS]
+    for required in ("01_quickstart.ipynb", "02_newton_logistic_regression.ipynb",
+                     "03_hessian_spectrum.ipynb"):
+        assert required in names, f"notebooks/{required} is missing; found {names}"
+
+
+def test_kernel_runs_this_python(kernel, tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("import sys, jaxworld\nprint(sys.executable)"))
+    _execute(nb, tmp_path, kernel)
+    printed = "".join(out.get("text", "") for out in _outputs(nb)).strip()
+    assert os.path.realpath(printed) == os.path.realpath(sys.executable), (
+        f"the kernel ran {printed!r}, expected this interpreter {sys.executable!r}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_with_outputs(path):
+    """Committed notebooks are executed copies: every code cell ran, in order, with a plot."""
+    nb = nbformat.read(path, as_version=4)
+    counts = [cell.execution_count for cell in nb.cells if cell.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name}: execution counts {counts}; commit the notebook executed top to bottom "
+        "in a fresh kernel (see notebooks/README.md)")
+    assert _has_png(nb), f"{path.name}: no PNG plot in the committed outputs"
+    errors = [out for out in _outputs(nb) if out.get("output_type") == "error"]
+    assert not errors, f"{path.name}: committed outputs contain an error: {errors[0]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, kernel, tmp_path):
+    nb = nbformat.read(path, as_version=4)
+    assert "%load_ext jaxworld" in _sources(nb), f"{path.name} does not load the extension"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    start = time.perf_counter()
+    _execute(nb, tmp_path, kernel)  # raises CellExecutionError on any failing cell
+    elapsed = time.perf_counter() - start
+    assert _has_png(nb), f"{path.name} produced no inline PNG plot"
+    print(f"{path.name}: executed in {elapsed:.1f} s")
