@@ -6,49 +6,21 @@ import argparse
 import sys
 
 
-def _demo_check(args: argparse.Namespace) -> int:
-    # A short built-in check until the full harness lands (jaxworld.testing).
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    import jaxworld
-
-    ns: dict = {"jnp": jnp}
-    exec("def g(x):\n    return jnp.sin(x)\n\ndef f(x):\n    return jnp.sum(g(x) ** 2 * x)\n", ns)
-    x = jnp.linspace(0.1, 1.0, 4)
-    failures = 0
-
-    def compare(name, got, want):
-        nonlocal failures
-        err = float(np.max(np.abs(np.asarray(got) - np.asarray(want))))
-        status = "ok" if err <= 1e-4 else "FAIL"
-        failures += status != "ok"
-        print(f"{status:4}  {name:40} max abs error {err:.2e}")
-
-    wf = jaxworld.wrap(ns["f"])
-    compare("value", wf(x), ns["f"](x))
-    compare("grad", jax.grad(wf)(x), jax.grad(ns["f"])(x))
-    compare("hessian", jax.hessian(wf)(x), jax.hessian(ns["f"])(x))
-    compare("third order", jax.jacfwd(jax.hessian(wf))(x), jax.jacfwd(jax.hessian(ns["f"]))(x))
-    H = jax.jit(jax.hessian(wf))
-    H(x)
-    exec("def g(x):\n    return 3.0 * jnp.cos(x)\n", ns)
-    jaxworld.advance()
-    fresh = dict(ns)
-    exec("def f(x):\n    return jnp.sum(g(x) ** 2 * x)\n", fresh)
-    compare("world change: jit(hessian(wrap(f)))", H(x), jax.hessian(fresh["f"])(x))
-    print(f"{5 - failures} passed, {failures} failed")
-    return 1 if failures else 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jaxworld", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="run the built-in nested-AD regression suite")
+    from .testing import _cli as _check
+    _check.add_arguments(sub.add_parser(
+        "check", help="run the nested-AD regression suite (see jaxworld.testing)",
+        description=_check.DESCRIPTION))
+    from . import _bench
+    _bench.add_arguments(sub.add_parser(
+        "bench", help="benchmark jaxworld side by side with plain JAX (see BENCHMARKS.md)"))
     args = parser.parse_args(argv)
     if args.command == "check":
-        return _demo_check(args)
+        return _check.run(args)
+    if args.command == "bench":
+        return _bench.main(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

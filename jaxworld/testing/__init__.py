@@ -1,0 +1,16 @@
+"""jaxworld.testing: nested-AD and world-change regression scenarios, for this project and yours.
+
+Re-exports only; see `README.md` in this folder for what lives where.
+"""
+
+from ._builtin import builtin_suite as builtin_suite
+from ._check import check as check, matches as matches
+from ._pytest_helpers import assert_passes as assert_passes, parametrize as parametrize
+from ._references import Comparison as Comparison
+from ._report import Report as Report, Row as Row
+from ._scenario import (
+    OPERATORS as OPERATORS,
+    Scenario as Scenario,
+    WorldScenario as WorldScenario,
+)
+from ._world import World as World, fresh_function as fresh_function
