@@ -24,5 +24,17 @@ from ._operators import (
     vjp as vjp,
 )
 from ._wrap import wrap as wrap
+from ._explain import explain as explain
+from ._ipython import (
+    auto_advance as auto_advance,
+    load_ipython_extension as load_ipython_extension,
+    unload_ipython_extension as unload_ipython_extension,
+)
 
 __version__ = "0.1.0"
+
+# Inside a running IPython shell or kernel: advance the epoch after every cell (opt out with
+# JAXWORLD_NO_AUTO_ADVANCE=1 or `jaxworld.auto_advance(False)`; see `_ipython.py`).
+from . import _ipython  # noqa: E402
+
+_ipython.register_if_in_ipython()

@@ -94,7 +94,7 @@ class OpaqueClosure:
     __slots__ = (
         "_jaxpr", "_origin", "_derivation", "_valid_through", "_root", "_entry", "_name",
         "_in_tree", "_out_tree", "_derived", "_lock", "_jitted", "_successor", "_meta",
-        "_users", "_frozen", "_stats_owner", "__weakref__",
+        "_users", "_frozen", "_stats_owner", "_traced_epoch", "__weakref__",
     )
 
     def __init__(self, jaxpr: core.ClosedJaxpr, *, origin: Any = None,
@@ -114,6 +114,7 @@ class OpaqueClosure:
             self._root = self
             self._valid_through = _NEVER_STALE if ephemeral else (
                 _epoch.epoch() if epoch is None else epoch)
+            self._traced_epoch = None if ephemeral else self._valid_through  # for explain()
             self._entry = entry
             self._in_tree = in_tree
             self._out_tree = out_tree
@@ -125,6 +126,7 @@ class OpaqueClosure:
             self._origin = None
             self._root = parent._root
             self._valid_through = None
+            self._traced_epoch = None
             self._entry = None
             self._in_tree = None
             self._out_tree = None
@@ -191,7 +193,15 @@ class OpaqueClosure:
                 f"jaxworld.OpaqueClosure {self._name} takes {len(self._jaxpr.in_avals)} array "
                 f"argument(s) {self.signature().split(' -> ')[0]}, got {len(leaves)}. Pass the "
                 "flat array arguments of the closure's signature.")
-        outs = bind(self, *leaves)
+        for i, (x, aval) in enumerate(zip(leaves, self._jaxpr.in_avals)):
+            got = core.typeof(x)
+            if got.shape != aval.shape or got.dtype != aval.dtype:
+                raise TypeError(
+                    f"jaxworld.OpaqueClosure {self._name}: argument {i} must be "
+                    f"{_short_aval(aval)}, got {_short_aval(got)} (signature "
+                    f"{self.signature()}). A closure is traced for one input signature; call "
+                    "the wrapped function instead to trace another.")
+        outs = bind(current(self), *leaves)  # a call starts a computation: the current world
         if self._out_tree is not None:
             return jax.tree_util.tree_unflatten(self._out_tree, outs)
         return list(outs)

@@ -14,6 +14,7 @@ so nothing re-traces or re-compiles.
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Callable
 
@@ -62,6 +63,11 @@ def advance() -> int:
         if changed:
             _generation += 1
             _jit_world.set_global(_generation)
+            # Replaced closures sit in reference cycles (a root is its own `_root`; derived
+            # closures point back at their parent) holding compiled executables in native memory
+            # the cyclic GC does not see: without a collection here RSS grew ~0.6 MB per
+            # redefine-advance-call cycle (issue #7, tests/test_memory.py).
+            gc.collect()
         return new
 
 

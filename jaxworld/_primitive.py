@@ -1,10 +1,17 @@
 """The `world_call` primitive and all of its rules, in one file.
 
-`world_call` binds an `OpaqueClosure` (param ``closure``). Every rule starts by asking for the
-closure valid in the current world (`_closure.current`: one comparison on the fast path) and, when
-it transforms the closure, binds `world_call` again on a *derived* closure. That is how opacity
-survives to any order: ``jax.hessian`` of a wrapped function is a handful of `world_call`
-equations whose closures remember how they were derived, never the function's own primitives.
+`world_call` binds an `OpaqueClosure` (param ``closure``). Every rule that transforms the closure
+binds `world_call` again on a *derived* closure. That is how opacity survives to any order:
+``jax.hessian`` of a wrapped function is a handful of `world_call` equations whose closures
+remember how they were derived, never the function's own primitives.
+
+Rules use the closure *as bound*, never a fresher one: a computation runs entirely in the world it
+started in. Refreshing one closure of a computation on its own — say the tangent closure of a
+linearization, after an `advance()` by another thread, or when a plain `jax.vjp` pullback made
+before a change is called after one — feeds the new world's closure residuals computed by the old
+world's, an answer of no world (tests/test_threads.py). The new world is picked up where a
+computation starts: `jaxworld.wrap`'s call (`_Entry.current`), `OpaqueClosure.__call__`,
+`jaxworld.vjp`'s pullback, and the `jax.jit` re-trace that a relevant advance forces.
 
 Each derivation lives in `DERIVERS` (used again when a stale derived closure is re-derived from a
 fresh root) and is cached on the parent closure (`_closure.derive`).
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 from jax import tree_util
 
-from ._closure import DERIVERS, OpaqueClosure, current, derive, _identifier
+from ._closure import DERIVERS, OpaqueClosure, derive, _identifier
 from ._compat import Zero, ad, batching, core, lu, mlir, pe, source_info_util
 
 world_call_p = core.Primitive("world_call")
@@ -25,8 +32,8 @@ world_call_p.multiple_results = True
 
 
 def bind(closure: OpaqueClosure, *args):
-    """Apply `closure` to flat `args` through the `world_call` primitive."""
-    return world_call_p.bind(*args, closure=current(closure))
+    """Apply `closure`, as given, to flat `args` through the `world_call` primitive."""
+    return world_call_p.bind(*args, closure=closure)
 
 
 def _split(xs, n):
@@ -38,15 +45,10 @@ def _split(xs, n):
 
 def _impl(*args, closure):
     # Eager calls run a compiled executable cached on the closure (one compile per closure).
-    return closure_in_world(closure).executable()(*args)
-
-
-def closure_in_world(closure: OpaqueClosure) -> OpaqueClosure:
-    return current(closure)
+    return closure.executable()(*args)
 
 
 def _abstract_eval(*in_avals, closure):
-    closure = current(closure)
     return list(closure.out_avals), core.positional_effects(closure.jaxpr)
 
 
@@ -65,7 +67,6 @@ DERIVERS["jvp"] = _derive_jvp
 
 
 def _jvp(primals, tangents, *, closure):
-    closure = current(closure)
     nonzeros = tuple(type(t) is not Zero for t in tangents)
     derived = derive(closure, "jvp", (nonzeros,))
     nonzero_tangents = [t for t in tangents if type(t) is not Zero]
@@ -94,7 +95,6 @@ DERIVERS["linearize"] = _derive_linearize
 
 
 def _linearize(is_vjp, nonzeros, *primals_in, closure):
-    closure = current(closure)
     derived = derive(closure, "linearize", (tuple(nonzeros), bool(is_vjp)))
     num_res, nonzeros_out, in_fwd_res = derived.meta
     outs = bind(derived.closures["primal"], *primals_in)
@@ -142,7 +142,6 @@ DERIVERS["transpose"] = _derive_transpose
 
 
 def _transpose(cotangents, *args, closure):
-    closure = current(closure)
     primals_and_refs, specs = ad.project_accums(args)
     flat, in_tree = tree_util.tree_flatten((primals_and_refs, cotangents))
     in_avals = tuple(core.typeof(x) for x in flat)
@@ -167,7 +166,6 @@ DERIVERS["vmap"] = _derive_vmap
 
 
 def _batch(axis_data, args, dims, *, closure):
-    closure = current(closure)
     batched = tuple(d is not None for d in dims)
     args = [batching.moveaxis(x, d, 0) if d is not None and d != 0 else x
             for x, d in zip(args, dims)]
@@ -191,7 +189,7 @@ DERIVERS["dce"] = _derive_dce
 
 
 def _dce(used_outputs, eqn):
-    closure = current(eqn.params["closure"])
+    closure = eqn.params["closure"]
     if not any(used_outputs) and not closure.jaxpr.effects:
         return [False] * len(eqn.invars), None
     derived = derive(closure, "dce", (tuple(used_outputs),))
@@ -222,12 +220,14 @@ DERIVERS["partial_eval"] = _derive_partial_eval
 
 
 def _partial_eval(trace, *tracers, closure):
-    closure = current(closure)
     unknowns = tuple(not t.pval.is_known() for t in tracers)
     derived = derive(closure, "partial_eval", (unknowns,))
     out_unknowns, num_res = derived.meta
     known_in = [t.pval.get_known() for t in tracers if t.pval.is_known()]
-    known_outs = bind(derived.closures["known"], *known_in)
+    known = derived.closures["known"]
+    # Nothing known to compute (no outputs, no residuals, no effects): bind nothing, rather than
+    # leave an empty `world_call` behind.
+    known_outs = (bind(known, *known_in) if known.out_avals or known.jaxpr.effects else [])
     known_out_vals, residuals = _split(known_outs, len(known_outs) - num_res)
     residual_tracers = [trace.new_instantiated_const(r) for r in residuals]
     unknown_closure = derived.closures["unknown"]
@@ -262,7 +262,7 @@ DERIVERS["partial_eval_custom"] = _derive_partial_eval_custom
 def _partial_eval_custom(saveable, unks_in, inst_in, eqn):
     # JAX's generic rule for closed-call-like primitives does the equation surgery; it expects the
     # jaxpr under a param name, so hand it the closure's jaxpr and swap derived closures back in.
-    closure = current(eqn.params["closure"])
+    closure = eqn.params["closure"]
     disallowed_out_fwds = tuple(isinstance(v, core.DropVar) for v in eqn.outvars)
     derived = derive(closure, "partial_eval_custom",
                      (tuple(unks_in), tuple(inst_in), disallowed_out_fwds, saveable))
@@ -281,12 +281,21 @@ def _partial_eval_custom(saveable, unks_in, inst_in, eqn):
 pe.partial_eval_jaxpr_custom_rules[world_call_p] = _partial_eval_custom
 
 
-# -- lowering: a private function call in plain StableHLO (no host callbacks) ---------------------
+# -- lowering: inlined into the enclosing function, plain StableHLO (no host callbacks) -----------
+# Inlined like `custom_jvp_call`'s lowering, not a private `func.call`: XLA optimizes across a call
+# boundary less well (e.g. it misses folding `100 * (2 * u)`; up to 7% more compiled FLOPs for a
+# Rosenbrock Hessian, the same penalty as a nested `jax.jit`), so the compiled program is plain
+# JAX's (issue #6: FLOPs ratio 1.00). The closure's name stays in the op_name metadata.
 
 def _lowering(ctx, *args, closure):
-    closure = current(closure)
-    return mlir.core_call_lowering(ctx, *args, name=_identifier(closure.name),
-                                   call_jaxpr=closure.jaxpr)
+    jaxpr = closure.jaxpr
+    consts = mlir.ir_consts(jaxpr.consts, [v.aval for v in jaxpr.jaxpr.constvars])
+    outs, tokens = mlir.jaxpr_subcomp(
+        ctx.module_context, jaxpr.jaxpr, ctx.name_stack.extend(_identifier(closure.name)),
+        ctx.tokens_in, consts, *args, dim_var_values=ctx.dim_var_values,
+        const_lowering=ctx.const_lowering, outer_traceback=ctx.traceback)
+    ctx.set_tokens_out(tokens)
+    return outs
 
 
 mlir.register_lowering(world_call_p, _lowering)

@@ -20,6 +20,7 @@ import weakref
 from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 from jax import tree_util
 
 from . import _epoch, _stats
@@ -35,13 +36,16 @@ from ._primitive import world_call_p
 _live_lock = threading.Lock()
 _live: dict[int, weakref.ref] = {}
 _entry_ids = itertools.count()
+# Input signatures kept per wrapped function (oldest dropped first), so that calls with ever-new
+# shapes cannot grow memory without bound (issue #7, memory).
+_MAX_ENTRIES = 512
 
 
 class _Entry:
     """One input signature of one wrapped function."""
 
     __slots__ = ("owner", "trace_fn", "closure", "record", "nested", "lock", "pending",
-                 "validated_epoch", "tracing", "__weakref__")
+                 "validated_epoch", "tracing", "retraced_because", "__weakref__")
 
     def __init__(self, owner: "Wrapped", trace_fn: Callable[[], tuple]):
         self.owner = owner
@@ -53,6 +57,8 @@ class _Entry:
         self.pending: tuple[int, list[Change]] | None = None  # (epoch, changes) when stale
         self.validated_epoch = -1
         self.tracing = False
+        # (epoch, changes) of the last re-trace caused by a change, for `jaxworld.explain`.
+        self.retraced_because: tuple[int, list[Change]] | None = None
         with _live_lock:
             _live[next(_entry_ids)] = weakref.ref(self)
 
@@ -95,6 +101,7 @@ class _Entry:
                 warnings.warn(
                     f"jaxworld: re-tracing {self.owner.__name__} at epoch {e} because its "
                     f"dependencies changed:\n{what}", stacklevel=4)
+            self.retraced_because = (e, changes)
             return self._retrace(e)
 
     def _changes(self, e: int) -> list[Change]:
@@ -122,6 +129,10 @@ class _Entry:
             closure = self.closure
             if closure is None or self.tracing:
                 return []
+            if closure._frozen and (self.owner._policy or get_policy()) != "frozen":
+                # Frozen under an earlier policy: this advance re-applies the policy in force.
+                closure._frozen = False
+                self.pending = None
             if self.pending is not None:
                 return self.pending[1]  # already stale: re-traced on next use
             if self.validated_epoch == e or closure._valid_through >= e:
@@ -182,7 +193,9 @@ def validate_all(new_epoch: int) -> bool:
             dead.append(key)
             continue
         was_pending = entry.pending is not None
-        if entry.validate(new_epoch) and not was_pending:
+        was_frozen = entry.closure is not None and entry.closure._frozen
+        if entry.validate(new_epoch) and (
+                not was_pending or (was_frozen and not entry.closure._frozen)):
             changed = True
     if dead:
         with _live_lock:
@@ -230,6 +243,7 @@ class Wrapped:
         except (TypeError, ValueError):
             signature = None
         if signature is not None:
+            _check_static_argnums(signature, static_argnums, self.__name__)
             static_argnums, static_argnames = api_util.infer_argnums_and_argnames(
                 signature, static_argnums, static_argnames)
         self._static_argnums = tuple(sorted(set(static_argnums)))
@@ -283,8 +297,15 @@ class Wrapped:
             with self._entries_lock:
                 entry = self._entries.get(key)
                 if entry is None:
+                    # The entry re-traces from avals, never from this call's values: keeping
+                    # `args` would hold the first call's arrays (or tracers) alive (issue #7).
+                    args, kwargs = _skeleton(args, kwargs, static, in_tree, avals)
                     entry = _Entry(self, functools.partial(
                         self._trace, args, kwargs, static, in_tree, avals))
+                    if len(self._entries) >= _MAX_ENTRIES:
+                        # Bounded like jax.jit's caches: drop the oldest signature (its closures
+                        # stay valid wherever they are still used; a new call re-traces it).
+                        self._entries.pop(next(iter(self._entries)))
                     self._entries[key] = entry
         return entry, leaves
 
@@ -341,7 +362,35 @@ class Wrapped:
                                                      list(avals))
         if any(isinstance(c, core.Tracer) for c in consts):
             raise _ClosedOverTracers(jaxpr, consts, in_tree, out_trees[0])
+        # JAX keeps a NumPy global the function read as a *view* of the user's array: mutating it
+        # in place would leak into this (old world's) trace the next time it is lowered. Snapshot
+        # it; the dependency record sees the mutation at the next advance (issue #7 fuzzing).
+        consts = [c.copy() if isinstance(c, np.ndarray) else c for c in consts]
         return core.ClosedJaxpr(jaxpr, consts), in_tree, out_trees[0]
+
+
+def _skeleton(args: tuple, kwargs: dict, static: tuple, in_tree, avals) -> tuple[tuple, dict]:
+    """`args` / `kwargs` with every array leaf replaced by its aval (static values kept)."""
+    dyn_args, dyn_kwargs = tree_util.tree_unflatten(in_tree, list(avals))
+    static_pos = {w: v for w, v in static if isinstance(w, int)}
+    dyn_iter = iter(dyn_args)
+    full = tuple(static_pos[i] if i in static_pos else next(dyn_iter) for i in range(len(args)))
+    return full, {**dyn_kwargs, **{w: v for w, v in static if not isinstance(w, int)}}
+
+
+def _check_static_argnums(signature: inspect.Signature, static_argnums, name: str) -> None:
+    """Positions past the end of `fun`'s positional parameters are a mistake (as in `jax.jit`)."""
+    kinds = [p.kind for p in signature.parameters.values()]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return
+    n = sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for k in kinds)
+    bad = [i for i in static_argnums if not -n <= i < n]
+    if bad:
+        raise ValueError(
+            f"jaxworld.wrap: static_argnums={tuple(static_argnums)} of {name}, but {name} "
+            f"accepts {n} positional argument(s) (valid positions: 0..{n - 1} or -{n}..-1). "
+            "Fix static_argnums, or use static_argnames= for keyword arguments.")
 
 
 def fun_of(wrapped: "Wrapped") -> Callable:
@@ -400,6 +449,10 @@ def wrap(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (
         static_argnums = (static_argnums,)
     if isinstance(static_argnames, str):
         static_argnames = (static_argnames,)
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in static_argnums):
+        raise TypeError(
+            f"jaxworld.wrap: static_argnums must be an int or a sequence of ints (argument "
+            f"positions), got {static_argnums!r:.60}. Use static_argnames= for names.")
 
     def decorate(f):
         if not callable(f):

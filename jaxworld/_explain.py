@@ -1,0 +1,305 @@
+"""`jaxworld.explain`: why a wrapped function, closure or operator will (or will not) re-trace.
+
+The answer is built from what jaxworld already keeps — cache entries, dependency records, the
+reason of the last re-trace — and only *reads* it: `explain` never traces, derives, validates or
+re-stamps anything, and does not count in `jaxworld.stats`. Comparing a record with the present
+world re-walks what the origin can reach (`DependencyRecord.changes`), which is read-only.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import sys
+import types
+from typing import Any
+
+from . import _epoch
+from ._closure import OpaqueClosure
+from ._deps import Change
+from ._policy import get_policy
+
+_INDENT = "    "
+
+
+def explain(obj: Any) -> str:
+    """A human-readable account of a jaxworld object and the world it was traced in.
+
+    For a wrapped function (`jaxworld.wrap`), an `OpaqueClosure` (root or derived, including the
+    pullback of `jaxworld.vjp`) or a prepared operator (`jaxworld.grad`, `hessian`, `jit`, ...):
+    its origin (qualified name, file:line), the epoch of its trace and the current one, its
+    dependencies, and what changed since the trace — old vs new, and where the new definition
+    came from (file:line, or the notebook cell). A wrapped function traced for several input
+    signatures lists each. `explain` only reads: it never re-traces and changes no state.
+
+    Args:
+      obj: a wrapped function, an `OpaqueClosure` or a `jaxworld.Operator`.
+
+    Returns:
+      The explanation, as text (print it).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxworld
+      >>> f = jaxworld.wrap(lambda x: jnp.sin(x))
+      >>> _ = f(1.0)
+      >>> "traced at epoch" in jaxworld.explain(f)
+      True
+    """
+    from ._operators import Operator
+    from ._wrap import Wrapped
+
+    if isinstance(obj, Operator):
+        lines = [f"jaxworld operator {obj.__name__} ({obj._api} of {obj.__wrapped__.__name__}), "
+                 "compiled once per input signature and world by jax.jit",
+                 *_wrapped_lines(obj.__wrapped__)]
+    elif isinstance(obj, Wrapped):
+        lines = _wrapped_lines(obj)
+    elif isinstance(obj, OpaqueClosure):
+        lines = _closure_lines(obj)
+    else:
+        raise TypeError(
+            f"jaxworld.explain: expected a wrapped function (jaxworld.wrap), an OpaqueClosure or a "
+            f"jaxworld operator (jaxworld.grad, hessian, jit, ...), got {type(obj).__name__} "
+            f"{obj!r:.60}. Wrap the function first: `f = jaxworld.wrap(f)`, call it, then "
+            "`print(jaxworld.explain(f))`.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces
+
+def _origin_text(fun: Any) -> str:
+    """'qualname (file:line)' of a callable, looking through partials, methods and objects."""
+    target = fun
+    for _ in range(8):  # unwrap a few layers, never loop forever
+        if isinstance(target, functools.partial):
+            target = target.func
+        elif isinstance(target, (types.MethodType, staticmethod, classmethod)):
+            target = target.__func__
+        elif isinstance(target, (types.FunctionType, type)):
+            break
+        elif getattr(target, "__wrapped__", None) is not None:
+            target = target.__wrapped__
+        elif callable(target) and not isinstance(target, types.BuiltinFunctionType):
+            target = type(target).__call__
+        else:
+            break
+    name = getattr(fun, "__qualname__", None) or getattr(target, "__qualname__", None) or repr(fun)
+    where = _where_defined(target)
+    return f"{name} ({where})" if where else str(name)
+
+
+def _where_defined(target: Any) -> str | None:
+    code = getattr(target, "__code__", None)
+    if isinstance(code, types.CodeType):
+        return _location(code.co_filename, code.co_firstlineno)
+    if isinstance(target, type):
+        try:
+            return _location(inspect.getfile(target), inspect.getsourcelines(target)[1])
+        except (TypeError, OSError):
+            return None
+    return None
+
+
+def _location(filename: str, line: int) -> str:
+    cell = _notebook_cell(filename)
+    if cell is not None:
+        return f"{cell}, line {line}"
+    return f"{filename}:{line}"
+
+
+def _notebook_cell(filename: str) -> str | None:
+    """'notebook cell [n]' for code compiled by IPython, else None."""
+    if not (filename.startswith("<ipython-input-") or "/ipykernel_" in filename):
+        return None
+    if filename.startswith("<ipython-input-"):
+        number = filename[len("<ipython-input-"):].split("-", 1)[0]
+        if number.isdigit():
+            return f"notebook cell [{number}]"
+    # An IPython shell keeps the map from a cell's file name to its execution count.
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    number = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(filename)
+    return f"notebook cell [{number}]" if number is not None else "notebook cell"
+
+
+def _short_aval(aval: Any) -> str:
+    return aval.str_short(short_dtypes=True) if hasattr(aval, "str_short") else str(aval)
+
+
+def _signature_text(key: Any) -> str:
+    try:
+        _, avals, static = key
+    except (TypeError, ValueError):
+        return repr(key)
+    parts = [_short_aval(a) for a in avals]
+    parts += [f"{where}={value!r:.40} (static)" for where, value in static]
+    return "(" + ", ".join(parts) + ")"
+
+
+_CELL_CODE = re.compile(r" at (<ipython-input-\d+-\w+>|\S*/ipykernel_\S+?\.py):(\d+)$")
+
+
+def _where_text(change: Change) -> str | None:
+    """`change.where`, with the cell's number when the new code came from a notebook cell."""
+    if change.where == "notebook cell":
+        match = _CELL_CODE.search(change.new)
+        if match:
+            return _location(match.group(1), int(match.group(2)))
+    return change.where
+
+
+def _change_lines(changes: list[Change], indent: str) -> list[str]:
+    lines = []
+    for c in changes:
+        where_text = _where_text(c)
+        where = f"  [new definition at {where_text}]" if where_text else ""
+        lines.append(f"{indent}- {c.what}")
+        lines.append(f"{indent}    old: {c.old}")
+        lines.append(f"{indent}    new: {c.new}{where}")
+    return lines
+
+
+def _policy_text(wrapped: Any) -> str:
+    own = getattr(wrapped, "_policy", None)
+    if own is not None:
+        return f"{own!r} (set on this wrapped function)"
+    return f"{get_policy()!r} (global or block policy in force here)"
+
+
+def _header(wrapped: Any) -> list[str]:
+    return [
+        f"wrapped function {wrapped.__qualname__}",
+        f"{_INDENT}origin: {_origin_text(wrapped.__wrapped__)}",
+        f"{_INDENT}current epoch: {_epoch.epoch()}",
+        f"{_INDENT}stale-closure policy: {_policy_text(wrapped)}",
+    ]
+
+
+def _wrapped_lines(wrapped: Any) -> list[str]:
+    lines = _header(wrapped)
+    entries = list(wrapped._entries.items())
+    if not entries:
+        lines.append(f"{_INDENT}not traced yet: it is traced on its first call, once per input "
+                     "signature")
+        return lines
+    shown: dict[tuple[str, ...], int] = {}  # dependency lists already printed -> signature
+    for i, (key, entry) in enumerate(entries, 1):
+        title = f"signature {i} of {len(entries)}: {_signature_text(key)}"
+        lines.append(f"{_INDENT}{title}")
+        lines += _entry_lines(entry, entry.closure, _INDENT * 2, shown, i)
+    return lines
+
+
+def _entry_lines(entry: Any, root: OpaqueClosure | None, indent: str,
+                 shown: dict[tuple[str, ...], int] | None = None, number: int = 0) -> list[str]:
+    """The state of one cache entry, seen from its root closure `root`."""
+    now = _epoch.epoch()
+    if root is None:
+        return [f"{indent}not traced yet (a previous trace was interrupted)"]
+    lines = []
+    traced = root._traced_epoch
+    lines.append(f"{indent}traced at epoch {traced if traced is not None else '?'}; valid through "
+                 f"epoch {root.epoch}; current epoch {now}")
+    superseded = entry.closure is not root
+    if superseded:
+        lines.append(f"{indent}state: SUPERSEDED — the function was re-traced since (at epoch "
+                     f"{entry.closure._traced_epoch}); this closure is the old world's")
+    elif root._frozen:
+        lines.append(f"{indent}state: FROZEN — dependencies changed, and policy 'frozen' keeps "
+                     "the old world's trace until the next advance")
+    elif entry.pending is not None:
+        lines.append(f"{indent}state: STALE since epoch {entry.pending[0]} — re-traced from the "
+                     "origin on its next use (or per the policy)")
+    elif root.is_current:
+        lines.append(f"{indent}state: current")
+    else:
+        lines.append(f"{indent}state: not yet checked for epoch {now} — checked on its next use")
+
+    # What changed since the trace.
+    if entry.retraced_because is not None and not superseded:
+        epoch, changes = entry.retraced_because
+        lines.append(f"{indent}last re-trace, at epoch {epoch}, because:")
+        lines += _change_lines(changes, indent + _INDENT)
+    if superseded:
+        if entry.retraced_because is not None:
+            lines.append(f"{indent}re-traced because:")
+            lines += _change_lines(entry.retraced_because[1], indent + _INDENT)
+    elif entry.pending is not None:
+        lines.append(f"{indent}changed since the trace (found by the advance to epoch "
+                     f"{entry.pending[0]}):")
+        lines += _change_lines(entry.pending[1], indent + _INDENT)
+    elif entry.record is not None:
+        live = entry.record.changes()  # a read-only re-walk
+        if live:
+            lines.append(f"{indent}changed since the trace, not yet seen by any world: call "
+                         "jaxworld.advance() (automatic after each notebook cell) to use them:")
+            lines += _change_lines(live, indent + _INDENT)
+        else:
+            lines.append(f"{indent}changed since the trace: nothing")
+    if not superseded:
+        lines += _nested_lines(entry, indent)
+        if entry.record is not None:
+            deps = tuple(entry.record.describe())
+            if shown is not None and deps in shown:
+                lines.append(f"{indent}dependencies ({len(deps)}): the same as signature "
+                             f"{shown[deps]}'s")
+            else:
+                if shown is not None:
+                    shown[deps] = number
+                lines.append(f"{indent}dependencies ({len(deps)}):")
+                lines += [f"{indent}{_INDENT}- {d}" for d in deps]
+        else:
+            lines.append(f"{indent}dependencies: none recorded")
+    return lines
+
+
+def _nested_lines(entry: Any, indent: str) -> list[str]:
+    lines = []
+    for nested in entry.nested:
+        inner = nested._entry
+        if inner is None:
+            continue
+        name = inner.owner.__qualname__
+        if inner.closure is not nested:
+            state = (f"re-traced at epoch {inner.closure._traced_epoch} "
+                     "(this trace used the old one)")
+        elif inner.pending is not None:
+            state = f"STALE since epoch {inner.pending[0]}"
+        else:
+            state = f"valid through epoch {nested.epoch}"
+        lines.append(f"{indent}calls wrapped helper {name}: {state}")
+        changes = (inner.pending[1] if inner.pending is not None and inner.closure is nested
+                   else inner.retraced_because[1] if inner.closure is not nested
+                   and inner.retraced_because is not None else [])
+        lines += _change_lines(changes, indent + _INDENT)
+    return lines
+
+
+def _closure_lines(closure: OpaqueClosure) -> list[str]:
+    chain = []
+    node = closure
+    while node._derivation is not None:
+        d = node._derivation
+        chain.append(f"{d.transformation}.{d.part}" if d.part else d.transformation)
+        node = d.parent
+    root = node
+    kind = "pullback " if type(closure).__name__ == "Pullback" else ""
+    lines = [f"{kind}OpaqueClosure {closure.name} {closure.signature()}"]
+    if chain:
+        lines.append(f"{_INDENT}derived from the root closure {root.name} by: "
+                     + " of ".join(chain)
+                     + " (re-derived from the fresh root when the root is re-traced)")
+    lines.append(f"{_INDENT}origin: {_origin_text(root._origin)}")
+    entry = root._entry
+    if entry is None:
+        lines.append(f"{_INDENT}traced for a single call (it closed over tracers of an enclosing "
+                     f"transformation); no dependency record; current epoch {_epoch.epoch()}")
+        return lines
+    lines.append(f"{_INDENT}wrapped function: {entry.owner.__qualname__}; stale-closure policy: "
+                 f"{_policy_text(entry.owner)}")
+    lines += _entry_lines(entry, root, _INDENT)
+    return lines
+
+
