@@ -68,6 +68,10 @@ def advance() -> int:
             # the cyclic GC does not see: without a collection here RSS grew ~0.6 MB per
             # redefine-advance-call cycle (issue #7, tests/test_memory.py).
             gc.collect()
+            # Every cache entry keyed on the old generation is now unreachable (generations never
+            # repeat): release those executables rather than wait for JAX's LRU eviction
+            # (~1.5-1.9 MB per relevant advance for a small jitted Hessian; issue #6/#7 memory).
+            jax.clear_caches()
         return new
 
 
