@@ -79,11 +79,3 @@ def register_validator(validate: Callable[[int], bool]) -> None:
     """`validate(new_epoch)` runs inside `advance()`; it returns True when something changed."""
     with _lock:
         _validators.append(validate)
-
-
-def invalidate_jit_caches() -> None:
-    """Make every `jax.jit` re-trace once (used when a trace is found stale outside `advance`)."""
-    global _generation
-    with _lock:
-        _generation += 1
-        _jit_world.set_global(_generation)

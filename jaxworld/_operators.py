@@ -22,7 +22,7 @@ import jax
 from jax import tree_util
 
 from . import _closure
-from ._closure import OpaqueClosure, current
+from ._closure import OpaqueClosure
 from ._compat import ad, core
 from ._primitive import bind
 from ._wrap import Wrapped, wrap

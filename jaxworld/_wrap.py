@@ -19,7 +19,6 @@ import warnings
 import weakref
 from typing import Any, Callable, Sequence
 
-import jax
 import numpy as np
 from jax import tree_util
 
@@ -27,7 +26,7 @@ from . import _epoch, _stats
 from ._closure import OpaqueClosure, world_change_error
 from ._compat import api_util, core, current_trace, enclosing_traces, is_eval_trace, lu, pe
 from ._deps import Change, DependencyRecord
-from ._errors import StaleClosureError, WorldChangeError
+from ._errors import StaleClosureError
 from ._policy import check_policy, get_policy
 from ._primitive import world_call_p
 
@@ -319,7 +318,7 @@ class Wrapped:
             # call alone. Pass the captured tracers as leading inputs and cache nothing.
             closure = OpaqueClosure(
                 core.ClosedJaxpr(pe.convert_constvars_jaxpr(closed.jaxpr), ()),
-                origin=fun_of(self), in_tree=closed.in_tree, out_tree=closed.out_tree,
+                origin=self.__wrapped__, in_tree=closed.in_tree, out_tree=closed.out_tree,
                 name=self.__qualname__, ephemeral=True)
             _stats.count("traces", self)
             outs = world_call_p.bind(*closed.consts, *leaves, closure=closure)
@@ -391,10 +390,6 @@ def _check_static_argnums(signature: inspect.Signature, static_argnums, name: st
             f"jaxworld.wrap: static_argnums={tuple(static_argnums)} of {name}, but {name} "
             f"accepts {n} positional argument(s) (valid positions: 0..{n - 1} or -{n}..-1). "
             "Fix static_argnums, or use static_argnames= for keyword arguments.")
-
-
-def fun_of(wrapped: "Wrapped") -> Callable:
-    return wrapped.__wrapped__
 
 
 class _ClosedOverTracers(Exception):
