@@ -111,7 +111,9 @@ class OpaqueClosure:
         self._frozen = False
         if derivation is None:
             self._origin = origin
-            self._root = self
+            # `None` rather than `self`: a self-reference would make every root a reference cycle
+            # that only the cyclic GC frees (see `retire`).
+            self._root = None
             self._valid_through = _NEVER_STALE if ephemeral else (
                 _epoch.epoch() if epoch is None else epoch)
             self._traced_epoch = None if ephemeral else self._valid_through  # for explain()
@@ -124,7 +126,7 @@ class OpaqueClosure:
         else:
             parent = derivation.parent
             self._origin = None
-            self._root = parent._root
+            self._root = parent._root or parent
             self._valid_through = None
             self._traced_epoch = None
             self._entry = None
@@ -138,11 +140,11 @@ class OpaqueClosure:
     # -- public, read-only -------------------------------------------------------------------
     @property
     def origin(self) -> Any:
-        return self._root._origin
+        return (self._root or self)._origin
 
     @property
     def epoch(self) -> int:
-        root = self._root
+        root = self._root or self
         return _epoch.epoch() if root._valid_through == _NEVER_STALE else root._valid_through
 
     @property
@@ -169,7 +171,7 @@ class OpaqueClosure:
     @property
     def is_current(self) -> bool:
         """Whether this closure is valid in the current world (no re-trace or re-derivation due)."""
-        root = self._root
+        root = self._root or self
         return root._valid_through >= _epoch._epoch or root._frozen
 
     def signature(self) -> str:
@@ -261,6 +263,26 @@ def derive(parent: OpaqueClosure, transformation: str, params: tuple) -> Derived
     return derived
 
 
+def retire(root: OpaqueClosure) -> None:
+    """Release the caches of a root that its entry replaced (a re-trace in a new world).
+
+    A parent caches its derived closures and each derived closure points back at its parent: the
+    tree is full of reference cycles, which only the cyclic GC would free — late, while the
+    executables they hold sit in native memory the GC does not see. Emptying the derivation
+    caches and executables leaves the tree acyclic, so reference counting frees whatever nobody
+    else holds at once. A retired closure still in use elsewhere (a jaxpr someone kept) stays
+    correct: it derives and compiles again on demand.
+    """
+    stack = [root]
+    while stack:
+        closure = stack.pop()
+        with closure._lock:
+            derived, closure._derived = closure._derived, {}
+            closure._jitted = None
+        for result in derived.values():
+            stack.extend(result.closures.values())
+
+
 def current(closure: OpaqueClosure) -> OpaqueClosure:
     """The closure to use in the current world in place of `closure`.
 
@@ -268,7 +290,7 @@ def current(closure: OpaqueClosure) -> OpaqueClosure:
     changed) through its cache entry; a stale derived closure is derived again from its current
     parent. If that changes the closure's signature, worlds would mix: raise `WorldChangeError`.
     """
-    root = closure._root
+    root = closure._root or closure
     if root._valid_through >= _epoch._epoch or root._frozen:
         return closure
     return _refresh(closure)

@@ -14,7 +14,6 @@ so nothing re-traces or re-compiles.
 
 from __future__ import annotations
 
-import gc
 import threading
 from typing import Callable
 
@@ -63,16 +62,12 @@ def advance() -> int:
         if changed:
             _generation += 1
             _jit_world.set_global(_generation)
-            # Replaced closures sit in reference cycles (a root is its own `_root`; derived
-            # closures point back at their parent) holding compiled executables in native memory
-            # the cyclic GC does not see: without a collection here RSS grew ~0.6 MB per
-            # redefine-advance-call cycle (issue #7, tests/test_memory.py).
-            gc.collect()
             # Every cache entry keyed on the old generation is now unreachable (generations never
             # repeat): release those executables rather than wait for JAX's LRU eviction
             # (~1.5-1.9 MB per relevant advance for a small jitted Hessian; issue #6/#7 memory).
             jax.clear_caches()
         return new
+
 
 
 def register_validator(validate: Callable[[int], bool]) -> None:

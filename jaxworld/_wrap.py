@@ -23,7 +23,7 @@ import numpy as np
 from jax import tree_util
 
 from . import _epoch, _stats
-from ._closure import OpaqueClosure, world_change_error
+from ._closure import OpaqueClosure, retire, world_change_error
 from ._compat import api_util, core, current_trace, enclosing_traces, is_eval_trace, lu, pe
 from ._deps import Change, DependencyRecord
 from ._errors import StaleClosureError
@@ -160,7 +160,9 @@ class _Entry:
         # Publish all at once: a KeyboardInterrupt above leaves the old state untouched.
         self.record, self.nested = record, _nested_roots(jaxpr)
         self.pending = None
-        self.closure = closure
+        previous, self.closure = self.closure, closure
+        if previous is not None:
+            retire(previous)
         return closure
 
 
@@ -171,7 +173,8 @@ def _nested_roots(jaxpr: core.ClosedJaxpr) -> tuple[OpaqueClosure, ...]:
     def visit(j: core.Jaxpr):
         for eqn in j.eqns:
             if eqn.primitive is world_call_p:
-                root = eqn.params["closure"]._root
+                closure = eqn.params["closure"]
+                root = closure._root or closure
                 found.setdefault(id(root), root)
             for sub in core.jaxprs_in_params(eqn.params):
                 visit(sub)

@@ -193,7 +193,7 @@ def _redefine_advance_call_loop(cycles: int, *, jitted: bool) -> tuple[float, fl
             jit_grad(X)
             jax.hessian(wf)(X)  # eager nested AD: derived closures and their executables
 
-    for i in range(10):  # warm up: first compilations, allocator pools
+    for i in range(40):  # warm up: first compilations, allocator pools (~19 MB, then flat)
         cycle(i)
     gc.collect()
     start = _rss_mb()
@@ -213,9 +213,11 @@ _LINUX = pytest.mark.skipif(not os.path.exists("/proc/self/status"),
 
 @_LINUX
 def test_rss_flat_over_redefine_advance_call_loop():
-    """Found by this suite: replaced closures live in reference cycles (a root is its own
-    `_root`), so only the cyclic GC frees them and their executables; RSS grew ~0.6 MB per cycle
-    (~50 MB over 80). `advance()` now collects when it found a change: ~0.05 MB per cycle."""
+    """Found by this suite: replaced closures lived in reference cycles (a root was its own
+    `_root`; parents cache their derived closures, which point back), so only the cyclic GC freed
+    them and their executables: RSS grew ~0.6 MB per cycle (~50 MB over 80). An entry now retires
+    the closure it replaces (`_closure.retire` empties the tree's caches, leaving it acyclic), and
+    reference counting frees it at once: flat after warm-up."""
     start, end = _redefine_advance_call_loop(80, jitted=False)
     assert end - start < 25.0, f"RSS grew {end - start:.1f} MB over 80 cycles"
 
