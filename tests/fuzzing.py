@@ -35,7 +35,7 @@ import sys
 import textwrap
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -346,7 +346,7 @@ def compare(actual, expected, case: Case, what: str) -> None:
     a_leaves, a_tree = jax.tree_util.tree_flatten(actual)
     e_leaves, e_tree = jax.tree_util.tree_flatten(expected)
     assert a_tree == e_tree, f"{what}: tree {a_tree} vs {e_tree}\n{case}"
-    for a, e in zip(a_leaves, e_leaves):
+    for a, e in zip(a_leaves, e_leaves, strict=True):
         a, e = np.asarray(a), np.asarray(e)
         assert a.shape == e.shape and a.dtype == e.dtype, \
             f"{what}: {a.shape}/{a.dtype} vs {e.shape}/{e.dtype}\n{case}"
@@ -372,13 +372,19 @@ def run_case(case: Case) -> None:
         op_in = xs if case.outer == "vmap" else x
 
         def oracle(world):
+            # One jit around the whole oracle: a fresh trace of freshly exec'd functions (no cache
+            # can answer for it), compiled once instead of op by op (compiles dominate a case).
             ns = namespace(case, world, plain=True)
-            stack = apply_stack(ns["f"], case.stack, case.n, dtype)(sx)
-            op = _outer(case.outer, plain_operator(case.operator, case.mode, ns["f"], dtype,
-                                                   case.n))(op_in)
-            return stack, op
 
-        old_stack, old_op = oracle("old")
+            def reference(sx, op_in, x):
+                stack = apply_stack(ns["f"], case.stack, case.n, dtype)(sx)
+                op = _outer(case.outer, plain_operator(case.operator, case.mode, ns["f"], dtype,
+                                                       case.n))(op_in)
+                return stack, op, ns["f"](x)
+
+            return jax.jit(reference)(sx, op_in, x)
+
+        old_stack, old_op, old_value = oracle("old")
 
         # The live "notebook": f and h as a user would have them, wrapped.
         ns = namespace(case, "old", plain=False)
@@ -387,8 +393,7 @@ def run_case(case: Case) -> None:
         if case.operator == "vjp":
             out, pullback = jaxworld.vjp(wf, x)
             prepared = lambda _x: pullback(jnp.ones((), dtype))  # noqa: E731 (at the stored x)
-            compare(out, jax.vjp(namespace(case, "old", plain=True)["f"], x)[0], case,
-                    "vjp primal output (old world)")
+            compare(out, old_value, case, "vjp primal output (old world)")
         else:
             prepared = _outer(case.outer, build_operator(case.operator, case.mode, wf, ns["f"],
                                                          dtype, case.n))
@@ -400,7 +405,8 @@ def run_case(case: Case) -> None:
         if case.advance:
             jaxworld.advance()
         world = "new" if case.advance else "old"
-        new_stack, new_op = oracle(world) if case.advance else (old_stack, old_op)
+        new_stack, new_op, new_value = (oracle(world) if case.advance
+                                        else (old_stack, old_op, old_value))
 
         compare(before_stack(sx), new_stack, case,
                 f"stack built before the change, called after it ({world} world)")
@@ -409,7 +415,7 @@ def run_case(case: Case) -> None:
                 f"stack built after the change ({world} world)")
         compare(prepared(op_in), new_op, case,
                 f"operator {case.operator} built before the change ({world} world)")
-        compare(wf(x), namespace(case, world, plain=True)["f"](x), case,
+        compare(wf(x), new_value, case,
                 f"wrapped function called eagerly ({world} world)")
 
 
