@@ -15,7 +15,7 @@ so nothing re-traces or re-compiles.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -25,6 +25,15 @@ _epoch = 0
 # not thread-safe to call concurrently with other JAX APIs.
 _jit_world = jax.make_user_context(0)
 _generation = 0
+# Every cache entry of JAX keyed on an old generation is unreachable once the generation is bumped
+# (generations never repeat) but holds its executable until JAX's LRU evicts it: ~1.5-1.9 MB per
+# relevant advance for a small jitted Hessian, more for eager nested AD (issue #7, memory).
+# Releasing costs ~2 ms (freeing what the entries hold) and leaves the next trace with cold
+# caches, so it is done for several dead generations at once: memory stays bounded (at most
+# RELEASE_EVERY - 1 dead generations held), and a relevant change costs about what a fresh plain
+# `jax.jit` does (issue #6; BENCHMARKS.md).
+RELEASE_EVERY = 8
+_dead_generations = 0
 _validators: list[Callable[[int], bool]] = []
 
 
@@ -52,7 +61,7 @@ def advance() -> int:
     Returns:
       The new epoch.
     """
-    global _epoch, _generation
+    global _epoch, _generation, _dead_generations
     with _lock:
         _epoch += 1
         new = _epoch
@@ -62,11 +71,18 @@ def advance() -> int:
         if changed:
             _generation += 1
             _jit_world.set_global(_generation)
-            # Every cache entry keyed on the old generation is now unreachable (generations never
-            # repeat): release those executables rather than wait for JAX's LRU eviction
-            # (~1.5-1.9 MB per relevant advance for a small jitted Hessian; issue #6/#7 memory).
-            jax.clear_caches()
+            _dead_generations += 1
+            if _dead_generations >= RELEASE_EVERY:
+                release_caches()
         return new
+
+
+def release_caches() -> None:
+    """Release JAX's cache entries made under dead world generations (see `RELEASE_EVERY`)."""
+    global _dead_generations
+    with _lock:
+        _dead_generations = 0
+        jax.clear_caches()
 
 
 

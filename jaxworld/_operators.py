@@ -252,7 +252,7 @@ def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux:
     if fn is None:
         # `w` only weakly: a value of the WeakKeyDictionary that referenced its key would keep the
         # wrapped function, its origin and closures alive for ever (issue #7, memory). JAX's
-        # trace cache still holds them until `jax.clear_caches()` (run by every relevant advance).
+        # trace cache still holds them until `jax.clear_caches()` (`_epoch.release_caches`).
         w_ref = weakref.ref(w)
         fn = per_function[has_aux] = jax.jit(
             lambda p, t: jax.jvp(w_ref(), p, t, has_aux=has_aux))

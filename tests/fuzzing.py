@@ -139,7 +139,8 @@ def _shapes(stack: tuple[str, ...], n: int):
 
 def _direction(shape, dtype, phase: float = 0.0):
     """A fixed, generic tangent / cotangent of `shape`."""
-    return (0.7 * jnp.cos(jnp.arange(_size(shape), dtype=dtype) + phase) + 0.1).reshape(shape)
+    # NumPy, not jnp: built once per case outside any trace, with no eager XLA compile.
+    return (0.7 * np.cos(np.arange(_size(shape)) + phase) + 0.1).reshape(shape).astype(dtype)
 
 
 def apply_stack(fun: Callable, stack: tuple[str, ...], n: int, dtype) -> Callable:
@@ -331,8 +332,8 @@ def apply_change(case: Case, ns: dict) -> None:
 def inputs(case: Case):
     dtype = jnp.float64 if case.x64 else jnp.float32
     rng = np.random.default_rng(case.seed)
-    x = jnp.asarray(rng.uniform(-1.0, 1.0, (case.n,)), dtype)
-    xs = jnp.asarray(rng.uniform(-1.0, 1.0, (BATCH, case.n)), dtype)
+    x = jnp.asarray(rng.uniform(-1.0, 1.0, (case.n,)).astype(dtype))
+    xs = jnp.asarray(rng.uniform(-1.0, 1.0, (BATCH, case.n)).astype(dtype))
     return dtype, x, xs
 
 
@@ -358,10 +359,10 @@ def _stack_input(case: Case, x, xs):
     k = case.stack.count("vmap")
     if k == 0:
         return x
-    out = xs
+    out = np.asarray(xs)
     for _ in range(k - 1):
-        out = jnp.stack([out, 0.5 * out])
-    return out
+        out = np.stack([out, 0.5 * out])
+    return jnp.asarray(out)
 
 
 def run_case(case: Case) -> None:
@@ -392,7 +393,7 @@ def run_case(case: Case) -> None:
         before_stack = apply_stack(wf, case.stack, case.n, dtype)
         if case.operator == "vjp":
             out, pullback = jaxworld.vjp(wf, x)
-            prepared = lambda _x: pullback(jnp.ones((), dtype))  # noqa: E731 (at the stored x)
+            prepared = lambda _x: pullback(np.ones((), dtype))  # noqa: E731 (at the stored x)
             compare(out, old_value, case, "vjp primal output (old world)")
         else:
             prepared = _outer(case.outer, build_operator(case.operator, case.mode, wf, ns["f"],
