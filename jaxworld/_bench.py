@@ -21,7 +21,10 @@ Benchmarks (one row each per function and size unless noted):
 3. ``no-op advance``: the first call after an `advance()` that found nothing changed vs a
    steady-state call of the same operator (baseline is jaxworld itself).
 4. ``relevant change``: ``advance()`` + first call after redefining the helper vs plain JAX
-   compiling a fresh ``jax.jit(jax.hessian(f))`` of the new definition.
+   compiling a fresh ``jax.jit(jax.hessian(f))`` of the new definition. ``relevant change, plain
+   invalidated``: the same jaxworld time vs plain JAX compiling afresh right after the same
+   cache-key change a relevant advance makes (a new JAX user-context value), which makes JAX
+   re-trace its own jitted helpers too: the cost of keeping plain ``jax.jit`` correct.
 5. ``flops grad|hvp|hessian``: compiled FLOPs of the operators of 1 (``jax.jit`` of the
    transformation of `jaxworld.wrap(f)`) vs plain (``cost_analysis()["flops"]``; deterministic).
 6. ``trace 20 call sites``: first ``jax.make_jaxpr(jax.hessian(F))`` of a function calling one
@@ -63,6 +66,7 @@ TARGETS = {
     "flops hessian": ("<=", 1.0),
     "no-op advance": ("<=", 1.5),
     "relevant change": ("<=", 1.1),
+    "relevant change, plain invalidated": ("<=", 1.1),
     "trace 20 call sites": ("<=", 0.5),
     "memory": ("<", 50.0),
 }
@@ -188,6 +192,14 @@ def _interleaved(a: Callable[[], float], b: Callable[[], float], reps: int):
             tb = b()
         pairs.append((ta, tb))
     return pairs
+
+
+def _busy(seconds: float) -> None:
+    """Spend `seconds` in plain Python work that touches fresh objects (a pause of the CPU)."""
+    end = _perf() + seconds
+    junk = []
+    while _perf() < end:
+        junk.append({"k": len(junk)})
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -346,8 +358,13 @@ def bench_first_call(name: str, n: int, cfg: Config) -> list[Row]:
 def bench_advance(name: str, n: int, cfg: Config) -> list[Row]:
     """3 and 4: first call after a no-op advance; after a relevant change and advance."""
     import jaxworld
+    from jaxworld import _epoch
 
     rows = []
+    # Start from what this row's own function makes live: release what earlier rows left in
+    # JAX's caches (their wrapped functions would otherwise be validated by every advance here).
+    _epoch.release_caches()
+    gc.collect()
     x = _point(n)
     ns = _namespace(name, n)
     hessian = jaxworld.hessian(ns["loss"])
@@ -356,7 +373,7 @@ def bench_advance(name: str, n: int, cfg: Config) -> list[Row]:
 
     # 3: no-op advance. The call after it must be a plain jit dispatch: no trace, no compile.
     before = dict(jaxworld.stats())
-    pairs, advance_times = [], []
+    pairs, advance_times, control = [], [], []
     for _ in range(cfg.noop_reps):
         t = _perf()
         jaxworld.advance()
@@ -364,10 +381,15 @@ def bench_advance(name: str, n: int, cfg: Config) -> list[Row]:
         first = _batch(hessian, (x,), 1)
         steady = _batch(hessian, (x,), 1)
         pairs.append((first, steady))
+        # Control: the first call after a pause as long as the advance, spent in plain Python
+        # (no jaxworld): caches and XLA's worker threads cool down the same way.
+        _busy(advance_times[-1])
+        control.append(_batch(hessian, (x,), 1) / steady)
     after = jaxworld.stats()
     rows.append(_row("no-op advance", name, n, pairs,
                      baseline_is="steady call of the same operator",
                      detail={"advance_s": statistics.median(advance_times),
+                             "control_ratio_after_same_pause": statistics.median(control),
                              "traces": after["traces"] - before["traces"],
                              "derivations": after["derivations"] - before["derivations"]}))
 
@@ -382,10 +404,26 @@ def bench_advance(name: str, n: int, cfg: Config) -> list[Row]:
         fresh = _namespace(name, n, _new_constant())
         return _timed(lambda: jax.jit(jax.hessian(fresh["loss"]))(x))
 
+    def plain_invalidated():
+        # What a relevant advance does to JAX's caches (a new user-context value: every jit cache
+        # key changes, JAX's own jitted helpers inside jnp re-trace too), then plain JAX afresh.
+        fresh = _namespace(name, n, _new_constant())
+        _invalidation_context().set_global(next(_invalidations))
+        return _timed(lambda: jax.jit(jax.hessian(fresh["loss"]))(x))
+
     if cfg.warmup:
-        ours(), plain()
+        ours(), plain(), plain_invalidated()
+    # Dead generations are released every RELEASE_EVERY relevant advances (`_epoch`): the full
+    # run covers whole release periods, and reports the mean as well as the median.
+    reps = 2 * _epoch.RELEASE_EVERY if cfg.warmup else cfg.compile_reps
     before = dict(jaxworld.stats())
-    pairs = _interleaved(ours, plain, cfg.compile_reps)
+    triples = []
+    for i in range(reps):  # rotate which side goes first
+        sides = [ours, plain, plain_invalidated]
+        sides = sides[i % 3:] + sides[:i % 3]
+        times = {side: side() for side in sides}
+        triples.append((times[ours], times[plain], times[plain_invalidated]))
+    pairs = [(a, b) for a, b, _ in triples]
     after = jaxworld.stats()
     # Correctness of what was timed: the prepared Hessian equals plain JAX on the new definition.
     fresh = dict(ns)
@@ -395,8 +433,28 @@ def bench_advance(name: str, n: int, cfg: Config) -> list[Row]:
     rows.append(_row("relevant change", name, n, pairs,
                      baseline_is="first call of a fresh jax.jit(jax.hessian(f))",
                      detail={"traces": after["traces"] - before["traces"],
-                             "changed_helper": helper, "max_abs_error_vs_plain": err}))
+                             "changed_helper": helper, "max_abs_error_vs_plain": err,
+                             "mean_ratio": (statistics.mean(p[0] for p in pairs)
+                                            / statistics.mean(p[1] for p in pairs))}))
+    invalidated = [(a, c) for a, _, c in triples]
+    rows.append(_row("relevant change, plain invalidated", name, n, invalidated,
+                     baseline_is="fresh jax.jit(jax.hessian(f)) after the same cache-key change",
+                     detail={"mean_ratio": (statistics.mean(p[0] for p in invalidated)
+                                            / statistics.mean(p[1] for p in invalidated)),
+                             "plain_invalidated_over_plain": statistics.median(
+                                 c / b for _, b, c in triples)}))
     return rows
+
+
+_invalidations = itertools.count(1)
+_invalidation = []
+
+
+def _invalidation_context():
+    """A user context of the benchmark's own, made once (`make_user_context` is not thread-safe)."""
+    if not _invalidation:
+        _invalidation.append(jax.make_user_context(0))
+    return _invalidation[0]
 
 
 _HELPER_20 = (
