@@ -12,6 +12,7 @@ Every failure the fuzzer found is pinned below as an explicit regression case.
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -108,13 +109,18 @@ def test_generator_covers_the_grammar():
     """The grammar's constructs all occur (a fuzzer that never makes a scan tests no scans)."""
     seen = set()
 
-    @settings(max_examples=300, deadline=None, database=None,
+    # Derandomized: the same 300 cases on every run (a random draw once missed `lax.cond`, which
+    # the grammar only offers at depth >= 2, and failed CI: a coverage check must not be flaky).
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(fuzzing.cases())
     def collect(case):
-        for token in ("lax.scan", "lax.cond", "jnp.where", "M @", "h(", "jnp.max", "C"):
-            if token in case.f_body:
+        bodies = (case.f_body, case.h_old, case.h_new)
+        for token in ("lax.scan", "lax.cond", "jnp.where", "M @", "jnp.max", "C"):
+            if any(token in body for body in bodies):
                 seen.add(token)
+        if re.search(r"(?<![\w.])h\(", case.f_body):  # a call of the helper (not `jnp.tanh(`)
+            seen.add("h(")
         seen.update(case.stack)
         seen.add(("operator", case.operator))
         seen.update(("change", c) for c in case.changes)
