@@ -3,33 +3,35 @@
 Public API (re-exports only; see the private modules for each concept).
 """
 
-from ._closure import Derivation as Derivation, OpaqueClosure as OpaqueClosure
-from ._epoch import advance as advance, epoch as epoch
-from ._errors import StaleClosureError as StaleClosureError, WorldChangeError as WorldChangeError
-from ._policy import get_policy as get_policy, policy as policy, set_policy as set_policy
-from ._primitive import world_call_p as world_call_p
-from ._stats import reset_stats as reset_stats, stats as stats
-from ._operators import (
-    HESSIAN_MODES as HESSIAN_MODES,
-    Operator as Operator,
-    Pullback as Pullback,
-    grad as grad,
-    hessian as hessian,
-    hvp as hvp,
-    jacfwd as jacfwd,
-    jacrev as jacrev,
-    jit as jit,
-    jvp as jvp,
-    value_and_grad as value_and_grad,
-    vjp as vjp,
-)
-from ._wrap import wrap as wrap
+from ._closure import Derivation as Derivation
+from ._closure import OpaqueClosure as OpaqueClosure
+from ._epoch import advance as advance
+from ._epoch import epoch as epoch
+from ._errors import StaleClosureError as StaleClosureError
+from ._errors import WorldChangeError as WorldChangeError
 from ._explain import explain as explain
-from ._ipython import (
-    auto_advance as auto_advance,
-    load_ipython_extension as load_ipython_extension,
-    unload_ipython_extension as unload_ipython_extension,
-)
+from ._ipython import auto_advance as auto_advance
+from ._ipython import load_ipython_extension as load_ipython_extension
+from ._ipython import unload_ipython_extension as unload_ipython_extension
+from ._operators import HESSIAN_MODES as HESSIAN_MODES
+from ._operators import Operator as Operator
+from ._operators import Pullback as Pullback
+from ._operators import grad as grad
+from ._operators import hessian as hessian
+from ._operators import hvp as hvp
+from ._operators import jacfwd as jacfwd
+from ._operators import jacrev as jacrev
+from ._operators import jit as jit
+from ._operators import jvp as jvp
+from ._operators import value_and_grad as value_and_grad
+from ._operators import vjp as vjp
+from ._policy import get_policy as get_policy
+from ._policy import policy as policy
+from ._policy import set_policy as set_policy
+from ._primitive import world_call_p as world_call_p
+from ._stats import reset_stats as reset_stats
+from ._stats import stats as stats
+from ._wrap import wrap as wrap
 
 __version__ = "0.1.0"
 

@@ -49,7 +49,8 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -280,7 +281,7 @@ class Config:
 
     @classmethod
     def make(cls, quick: bool, sizes: Iterable[int] | None = None, cycles: int | None = None,
-             repeats: int | None = None) -> "Config":
+             repeats: int | None = None) -> Config:
         if quick:
             cfg = cls(QUICK_SIZES, 5, 0.004, 1, 20, 20, 5, 1, False)
         else:
@@ -308,7 +309,8 @@ def bench_steady(name: str, n: int, cfg: Config) -> list[Row]:
             _block(ours(*args))
             _block(plain(*args))
         k = _calibrate(plain, args, cfg.batch_budget)
-        pairs = _interleaved(lambda: _batch(ours, args, k), lambda: _batch(plain, args, k),
+        pairs = _interleaved(lambda ours=ours, args=args, k=k: _batch(ours, args, k),
+                             lambda plain=plain, args=args, k=k: _batch(plain, args, k),
                              cfg.steady_reps)
         rows.append(_row(f"steady {kind}", name, n, pairs, baseline_is="jax.jit of plain",
                          detail={"calls_per_batch": k}))
@@ -320,7 +322,7 @@ def bench_steady(name: str, n: int, cfg: Config) -> list[Row]:
             # 8: correct but slow: a fresh jax.jit(jax.hessian(f)) on every call.
             reps = cfg.compile_reps
             pairs = _interleaved(
-                lambda: _batch(ours, args, k),
+                lambda ours=ours, args=args, k=k: _batch(ours, args, k),
                 lambda: _timed(lambda: jax.jit(jax.hessian(ns["loss"]))(x)), reps)
             rows.append(_row("re-jit every call", name, n, pairs,
                              baseline_is="jax.jit(jax.hessian(f)) re-created per call"))
@@ -659,7 +661,8 @@ def format_table(rows: list[Row]) -> str:
     """A plain-text table, one row per measurement, ratio = jaxworld / baseline."""
     cells = [_HEADER] + [_cells(r) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(_HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+             for line in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -700,7 +703,7 @@ def plot(rows: list[Row], path: str, meta: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(FUNCTIONS), figsize=(6 * len(FUNCTIONS), 4.2), sharey=True)
-    for ax, name in zip(np.atleast_1d(axes), FUNCTIONS):
+    for ax, name in zip(np.atleast_1d(axes), FUNCTIONS, strict=True):
         for bench in _PLOTTED:
             pts = sorted((r.n, r.ratio) for r in rows
                          if r.function == name and r.benchmark == bench and r.ratio is not None)
@@ -717,7 +720,7 @@ def plot(rows: list[Row], path: str, meta: dict) -> None:
     first.set_ylabel("jaxworld / baseline (median ratio)")
     labelled = {}
     for ax in np.atleast_1d(axes):
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=False):
             labelled.setdefault(label, handle)
     if labelled:
         first.legend(list(labelled.values()), list(labelled), fontsize=8)
@@ -733,7 +736,8 @@ def plot(rows: list[Row], path: str, meta: dict) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="n = 3 and 64, few repetitions, 20 memory cycles (well under a minute)")
+                        help="n = 3 and 64, few repetitions, 20 memory cycles "
+                             "(well under a minute)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     parser.add_argument("--plot", metavar="PATH", help="plot overhead vs input size (matplotlib)")

@@ -16,7 +16,8 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 
@@ -40,7 +41,7 @@ class Derivation(NamedTuple):
 
     transformation: str
     part: str | None
-    parent: "OpaqueClosure"
+    parent: OpaqueClosure
     params: tuple
 
     def __repr__(self) -> str:
@@ -51,7 +52,7 @@ class Derivation(NamedTuple):
 class Derived(NamedTuple):
     """The closures and metadata one transformation of a parent produced."""
 
-    closures: dict[str | None, "OpaqueClosure"]
+    closures: dict[str | None, OpaqueClosure]
     meta: Any
 
 
@@ -195,7 +196,7 @@ class OpaqueClosure:
                 f"jaxworld.OpaqueClosure {self._name} takes {len(self._jaxpr.in_avals)} array "
                 f"argument(s) {self.signature().split(' -> ')[0]}, got {len(leaves)}. Pass the "
                 "flat array arguments of the closure's signature.")
-        for i, (x, aval) in enumerate(zip(leaves, self._jaxpr.in_avals)):
+        for i, (x, aval) in enumerate(zip(leaves, self._jaxpr.in_avals, strict=True)):
             got = core.typeof(x)
             if got.shape != aval.shape or got.dtype != aval.dtype:
                 raise TypeError(
@@ -253,8 +254,9 @@ def derive(parent: OpaqueClosure, transformation: str, params: tuple) -> Derived
             if derived is None:
                 parts, meta = DERIVERS[transformation](parent._jaxpr, *params)
                 closures = {
-                    part: OpaqueClosure(jaxpr, derivation=Derivation(transformation, part, parent, params),
-                                        meta=meta)
+                    part: OpaqueClosure(
+                        jaxpr, derivation=Derivation(transformation, part, parent, params),
+                        meta=meta)
                     for part, jaxpr in parts.items()
                 }
                 derived = Derived(closures, meta)

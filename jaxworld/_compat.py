@@ -6,32 +6,37 @@ change. Each import says why jaxworld needs it.
 
 from __future__ import annotations
 
+# Tracing a Python callable into a jaxpr without going through `jax.jit`'s caches, which key on
+# the callable's identity and would hand back a stale jaxpr (JAX-NOTES "pitfalls"): `api_util`
+# here and `linear_util` (as `lu`) below.
+from jax._src import api_util as api_util  # noqa: F401
+
 # Core data structures: jaxprs, avals, primitives, the current trace (to tell a live enclosing
 # trace from a finished one, issue #2 item 8).
 from jax._src import core as core  # noqa: F401
 
-# Rule tables for the `world_call` primitive (see `_primitive.py`).
-from jax._src.interpreters import ad as ad  # noqa: F401  # jvp, linearize, transpose tables
-from jax._src.interpreters import batching as batching  # noqa: F401  # fancy_primitive_batchers
-from jax._src.interpreters import mlir as mlir  # noqa: F401  # lowering
-from jax._src.interpreters import partial_eval as pe  # noqa: F401  # partial eval, DCE, tracing
-
-# Tracing a Python callable into a jaxpr without going through `jax.jit`'s caches, which key on
-# the callable's identity and would hand back a stale jaxpr (JAX-NOTES "pitfalls").
+# Tracing a Python callable without `jax.jit`'s caches, continued (see `api_util` above).
 from jax._src import linear_util as lu  # noqa: F401
-from jax._src import api_util as api_util  # noqa: F401
+
+# Equation provenance.
+from jax._src import source_info_util as source_info_util  # noqa: F401
 
 # Hide jaxworld's frames from user tracebacks, as JAX and equinox do.
 from jax._src import traceback_util as traceback_util  # noqa: F401
 
 # Symbolic zero tangents.
 from jax._src.ad_util import Zero as Zero  # noqa: F401
-from jax._src import source_info_util as source_info_util  # noqa: F401  # equation provenance
 
 # The part of JAX's configuration that changes traces (dtype promotion, x64, matmul precision,
 # ...). `jax.jit` keys its caches on it; jaxworld records it in dependency records.
 from jax._src.config import trace_context as _trace_context
 from jax._src.config import trace_context_names as _trace_context_names
+
+# Rule tables for the `world_call` primitive (see `_primitive.py`).
+from jax._src.interpreters import ad as ad  # noqa: F401  # jvp, linearize, transpose tables
+from jax._src.interpreters import batching as batching  # noqa: F401  # fancy_primitive_batchers
+from jax._src.interpreters import mlir as mlir  # noqa: F401  # lowering
+from jax._src.interpreters import partial_eval as pe  # noqa: F401  # partial eval, DCE, tracing
 
 # `trace_context()` also holds per-trace state that is not configuration: the context managers
 # active at the call site (mesh, user contexts — jaxworld's own world generation among them) and
@@ -53,11 +58,11 @@ _CONFIG_NAMES = tuple(_trace_context_names()[i] for i in _CONFIG_INDICES)
 def jax_trace_config() -> tuple:
     """A hashable snapshot of the JAX configuration flags that change traces (x64, promotion...)."""
     values = _trace_context()
-    return tuple((name, values[i]) for name, i in zip(_CONFIG_NAMES, _CONFIG_INDICES))
+    return tuple((name, values[i]) for name, i in zip(_CONFIG_NAMES, _CONFIG_INDICES, strict=True))
 
 
 def current_trace():
-    """The innermost trace JAX is currently tracing under (an `EvalTrace` outside transformations)."""
+    """The innermost trace JAX is tracing under (an `EvalTrace` outside transformations)."""
     return core.trace_ctx.trace
 
 

@@ -69,8 +69,9 @@ import sys
 import sysconfig
 import types
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -253,7 +254,8 @@ def _instance_dict(obj: Any) -> dict:
     return d if isinstance(d, dict) else {}
 
 
-_names_by_code: "weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]]" = weakref.WeakKeyDictionary()
+_names_by_code: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _code_names(code: types.CodeType) -> tuple[str, ...]:
@@ -289,11 +291,14 @@ def _short(value: Any, depth: int = 0, digest: str | None = None) -> str:
         return repr(value)
     if isinstance(value, types.FunctionType):
         code = value.__code__
-        return f"function {value.__qualname__} at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+        return (f"function {value.__qualname__} at "
+                f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}")
     if isinstance(value, types.CodeType):
-        return f"code of {value.co_name} at {os.path.basename(value.co_filename)}:{value.co_firstlineno}"
+        return (f"code of {value.co_name} at "
+                f"{os.path.basename(value.co_filename)}:{value.co_firstlineno}")
     if isinstance(value, types.MethodType):
-        return f"bound method {_short(value.__func__)} of {type(value.__self__).__qualname__} object"
+        return (f"bound method {_short(value.__func__)} of "
+                f"{type(value.__self__).__qualname__} object")
     if isinstance(value, functools.partial):
         return f"functools.partial of {_short(value.func)}"
     if isinstance(value, types.ModuleType):
@@ -326,7 +331,7 @@ class _What:
 
     __slots__ = ("head", "parent", "tail")
 
-    def __init__(self, head: str, parent: "str | _What", tail: str = "") -> None:
+    def __init__(self, head: str, parent: str | _What, tail: str = "") -> None:
         self.head, self.parent, self.tail = head, parent, tail
 
     def __str__(self) -> str:
@@ -340,7 +345,7 @@ class _What:
         return "".join(heads) + node + "".join(reversed(tails))
 
 
-_Text = Union[str, _What]  # a description, possibly still lazy
+_Text = str | _What  # a description, possibly still lazy
 
 
 @dataclass(slots=True)
@@ -373,7 +378,8 @@ class _Walker:
         self._done[k] = (obj, tag)
         return True
 
-    def record(self, key: tuple[str, ...], what: _Text, kind: str, token: Any, value: Any) -> _Entry:
+    def record(self, key: tuple[str, ...], what: _Text, kind: str, token: Any,
+               value: Any) -> _Entry:
         entry = _Entry(key, what, kind, token)
         self._fill(entry, value)
         self.entries.append(entry)
@@ -420,7 +426,8 @@ class _Walker:
     def _compound_token(self, value: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                         names: tuple[str, ...]) -> Any:
         if isinstance(value, np.ndarray):
-            return ("ndarray", _Ident(value, self.capture), value.dtype, value.shape, self._digest(value))
+            return ("ndarray", _Ident(value, self.capture), value.dtype, value.shape,
+                    self._digest(value))
         if isinstance(value, np.generic):
             return (type(value), value.tobytes())
         if isinstance(value, np.dtype):
@@ -431,7 +438,8 @@ class _Walker:
             return self._container_token(value, key, what, trail, names)
         self._expand(value, key, what, trail, names)
         if isinstance(value, types.MethodType):  # a fresh object per attribute access
-            return ("method", _Ident(value.__func__, self.capture), _Ident(value.__self__, self.capture))
+            return ("method", _Ident(value.__func__, self.capture),
+                    _Ident(value.__self__, self.capture))
         return _Ident(value, self.capture)
 
     def _digest(self, arr: np.ndarray) -> str:
@@ -446,12 +454,13 @@ class _Walker:
                  names: tuple[str, ...]) -> Any:
         # Plain data is folded into the container's token; anything that can
         # be walked gets its own entry so its insides are reported precisely.
-        if isinstance(value, _SCALARS + _CONTAINERS + (np.ndarray, np.generic, np.dtype, jax.Array)):
+        if isinstance(value,
+                      _SCALARS + _CONTAINERS + (np.ndarray, np.generic, np.dtype, jax.Array)):
             return self._token(value, key, what, trail, names)
         return self.visit(value, key, what, trail, names)
 
-    def _container_token(self, value: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
-                         names: tuple[str, ...]) -> Any:
+    def _container_token(self, value: Any, key: tuple[str, ...], what: _Text,
+                         trail: tuple[str, ...], names: tuple[str, ...]) -> Any:
         if id(value) in self._active:
             return ("<cycle>", type(value))
         self._active.add(id(value))
@@ -459,14 +468,16 @@ class _Walker:
             if isinstance(value, dict):
                 items = []
                 for i, (k, v) in enumerate(list(value.items())):
-                    label = f"[{k!r}]" if isinstance(k, (str, int)) and len(repr(k)) < 40 else f"[#{i}]"
-                    k_tok = self._element(k, key + (label + ".key",), _What(f"key {label} of ", what),
-                                          trail, names)
+                    short = isinstance(k, (str, int)) and len(repr(k)) < 40
+                    label = f"[{k!r}]" if short else f"[#{i}]"
+                    k_tok = self._element(k, key + (label + ".key",),
+                                          _What(f"key {label} of ", what), trail, names)
                     v_tok = self._element(v, key + (label,), _What(f"item {label} of ", what),
                                           trail, names)
                     items.append((k_tok, v_tok))
                 return (type(value), tuple(items))
-            elems = [self._element(v, key + (f"[{i}]",), _What(f"item [{i}] of ", what), trail, names)
+            elems = [self._element(v, key + (f"[{i}]",), _What(f"item [{i}] of ", what), trail,
+                                   names)
                      for i, v in enumerate(list(value))]
             if isinstance(value, (set, frozenset)):
                 try:
@@ -489,19 +500,23 @@ class _Walker:
                 self._library_function(value, key, what, trail, names)
         elif isinstance(value, types.MethodType):
             if self._once(value):
-                self.visit(value.__func__, key + ("__func__",), _What("function of ", what), trail, names)
-                self.visit(value.__self__, key + ("__self__",), _What("object bound to ", what), trail, names)
+                self.visit(value.__func__, key + ("__func__",), _What("function of ", what), trail,
+                           names)
+                self.visit(value.__self__, key + ("__self__",), _What("object bound to ", what),
+                           trail, names)
         elif isinstance(value, (functools.partial, functools.partialmethod)):
             if self._once(value):
                 self.visit(value.func, key + ("func",), _What("function of ", what), trail, names)
                 self.visit(value.args, key + ("args",), _What("arguments of ", what), trail, names)
-                self.visit(value.keywords, key + ("keywords",), _What("keyword arguments of ", what),
-                           trail, names)
+                self.visit(value.keywords, key + ("keywords",),
+                           _What("keyword arguments of ", what), trail, names)
         elif isinstance(value, (staticmethod, classmethod)):
-            self.visit(value.__func__, key + ("__func__",), _What("function of ", what), trail, names)
+            self.visit(value.__func__, key + ("__func__",), _What("function of ", what), trail,
+                       names)
         elif isinstance(value, property):
             for part in ("fget", "fset", "fdel"):
-                self.visit(getattr(value, part), key + (part,), _What(f"{part} of ", what), trail, names)
+                self.visit(getattr(value, part), key + (part,), _What(f"{part} of ", what), trail,
+                           names)
         elif isinstance(value, functools.cached_property):
             self.visit(value.func, key + ("func",), _What("function of ", what), trail, names)
         elif isinstance(value, types.ModuleType):
@@ -516,12 +531,13 @@ class _Walker:
                 fields = _instance_dict(value)
                 for name in _CUSTOM_RULE_FIELDS:
                     if name in fields:
-                        self.visit(fields[name], key + ("field", name), _What(f"field '{name}' of ", what),
-                                   trail, names)
+                        self.visit(fields[name], key + ("field", name),
+                                   _What(f"field '{name}' of ", what), trail, names)
         else:
             self._object(value, key, what, trail, names)
 
-    def walk_function(self, fn: types.FunctionType, key: tuple[str, ...], trail: tuple[str, ...]) -> None:
+    def walk_function(self, fn: types.FunctionType, key: tuple[str, ...],
+                      trail: tuple[str, ...]) -> None:
         """Code, globals, builtins, cells, defaults and attributes of a user function."""
         trail = trail + (fn.__qualname__,)
         via = " -> ".join(trail)
@@ -534,27 +550,31 @@ class _Walker:
         for name in names:
             gkey = key + ("global", name)
             if name in namespace:
-                self.visit(namespace[name], gkey, f"global '{name}' of module '{module}' (read by {via})",
-                           trail, names)
+                self.visit(namespace[name], gkey,
+                           f"global '{name}' of module '{module}' (read by {via})", trail, names)
                 continue
             # Recorded so that a global defined later (shadowing a builtin,
             # or satisfying a NameError-guarded path) is seen as a change.
             self.record(gkey, f"global '{name}' of module '{module}' (read by {via})", "absent",
                         _ABSENT, _ABSENT)
             if name in builtin_ns:
-                self.visit(builtin_ns[name], key + ("builtin", name), f"builtin '{name}' (read by {via})",
-                           trail, names, kind="builtin")
-        for var, cell in zip(code.co_freevars, fn.__closure__ or ()):
+                self.visit(builtin_ns[name], key + ("builtin", name),
+                           f"builtin '{name}' (read by {via})", trail, names, kind="builtin")
+        for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
             try:
                 content = cell.cell_contents
             except ValueError:  # not yet assigned
                 content = _EMPTY_CELL
-            self.visit(content, key + ("cell", var), f"closure variable '{var}' of {via}", trail, names)
-        self.visit(fn.__defaults__, key + ("__defaults__",), f"default arguments of {via}", trail, names)
-        self.visit(fn.__kwdefaults__, key + ("__kwdefaults__",), f"keyword defaults of {via}", trail, names)
+            self.visit(content, key + ("cell", var), f"closure variable '{var}' of {via}", trail,
+                       names)
+        self.visit(fn.__defaults__, key + ("__defaults__",), f"default arguments of {via}", trail,
+                   names)
+        self.visit(fn.__kwdefaults__, key + ("__kwdefaults__",), f"keyword defaults of {via}",
+                   trail, names)
         for attr, value in list(fn.__dict__.items()):
             if attr not in _BORING_FUNCTION_ATTRS:
-                self.visit(value, key + ("attr", attr), f"attribute '{attr}' of {via}", trail, names)
+                self.visit(value, key + ("attr", attr), f"attribute '{attr}' of {via}", trail,
+                           names)
 
     def _library_function(self, fn: types.FunctionType, key: tuple[str, ...], what: _Text,
                           trail: tuple[str, ...], names: tuple[str, ...]) -> None:
@@ -562,8 +582,9 @@ class _Walker:
         # the user function in __wrapped__ or a closure cell: follow those.
         wrapped = fn.__dict__.get("__wrapped__")
         if wrapped is not None:
-            self.visit(wrapped, key + ("__wrapped__",), _What("function wrapped by ", what), trail, names)
-        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            self.visit(wrapped, key + ("__wrapped__",), _What("function wrapped by ", what), trail,
+                       names)
+        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
             try:
                 content = cell.cell_contents
             except ValueError:
@@ -571,8 +592,8 @@ class _Walker:
             if content is not wrapped and (
                     (isinstance(content, types.FunctionType) and _is_user_function(content))
                     or isinstance(content, (functools.partial, types.MethodType))):
-                self.visit(content, key + ("cell", var), _What(f"closure variable '{var}' of ", what),
-                           trail, names)
+                self.visit(content, key + ("cell", var),
+                           _What(f"closure variable '{var}' of ", what), trail, names)
 
     def _module_attrs(self, module: types.ModuleType, key: tuple[str, ...], what: _Text,
                       trail: tuple[str, ...], names: tuple[str, ...]) -> None:
@@ -582,8 +603,8 @@ class _Walker:
         namespace = _instance_dict(module)
         for name in names:
             if name in namespace:
-                self.visit(namespace[name], key + ("attr", name), _What(f"attribute '{name}' of ", what),
-                           trail, names)
+                self.visit(namespace[name], key + ("attr", name),
+                           _What(f"attribute '{name}' of ", what), trail, names)
 
     def _class(self, cls: type, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                names: tuple[str, ...]) -> None:
@@ -604,12 +625,13 @@ class _Walker:
             for name, attr in list(klass.__dict__.items()):
                 if name not in _BORING_CLASS_ATTRS:
                     self.visit(attr, key + (f"class {klass.__qualname__}", name),
-                               _What(f"attribute '{name}' of class '{klass.__qualname__}' (", what, ")"),
+                               _What(f"attribute '{name}' of class '{klass.__qualname__}' (", what,
+                                     ")"),
                                trail, names)
         self._named_class_attrs(cls, key, what, trail, names)
 
-    def _named_class_attrs(self, cls: type, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
-                           names: tuple[str, ...]) -> None:
+    def _named_class_attrs(self, cls: type, key: tuple[str, ...], what: _Text,
+                           trail: tuple[str, ...], names: tuple[str, ...]) -> None:
         """Attributes the reader names, resolved through the MRO (library classes)."""
         for name in names:
             for klass in cls.__mro__:
@@ -618,7 +640,8 @@ class _Walker:
                         break  # already recorded wholesale
                     attr = klass.__dict__[name]
                     self.visit(attr, key + ("resolve", name),
-                               _What(f"attribute '{name}' of class '{cls.__qualname__}' (", what, ")"),
+                               _What(f"attribute '{name}' of class '{cls.__qualname__}' (", what,
+                                     ")"),
                                trail, names)
                     break
 
@@ -645,13 +668,15 @@ class _Walker:
                            trail, names)
         wrapped = fields.get("__wrapped__")
         if wrapped is not None and "__wrapped__" not in names:
-            self.visit(wrapped, key + ("__wrapped__",), _What("function wrapped by ", what), trail, names)
+            self.visit(wrapped, key + ("__wrapped__",), _What("function wrapped by ", what), trail,
+                       names)
 
     def _fields(self, obj: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                 names: tuple[str, ...]) -> None:
         """Instance __dict__ and __slots__ of an object, each field recorded."""
         for name, value in list(_instance_dict(obj).items()):
-            self.visit(value, key + ("field", name), _What(f"field '{name}' of ", what), trail, names)
+            self.visit(value, key + ("field", name), _What(f"field '{name}' of ", what), trail,
+                       names)
         for klass in type(obj).__mro__:
             slots = klass.__dict__.get("__slots__", ())
             for name in [slots] if isinstance(slots, str) else slots:
@@ -662,8 +687,8 @@ class _Walker:
                     value = descriptor.__get__(obj, klass)
                 except AttributeError:
                     value = _EMPTY_CELL
-                self.visit(value, key + ("slot", klass.__qualname__, name), _What(f"slot '{name}' of ", what),
-                           trail, names)
+                self.visit(value, key + ("slot", klass.__qualname__, name),
+                           _What(f"slot '{name}' of ", what), trail, names)
 
     # -- entry point ---------------------------------------------------------
     def walk(self, origin: Any) -> None:
@@ -705,21 +730,23 @@ class DependencyRecord:
     has been garbage collected, `changes()` says so.
     """
 
-    def __init__(self, origin_ref: Callable[[], Any], origin_text: str, entries: list[_Entry]) -> None:
+    def __init__(self, origin_ref: Callable[[], Any], origin_text: str,
+                 entries: list[_Entry]) -> None:
         self._origin_ref = origin_ref
         self._origin_text = origin_text
         self._entries = entries
         self._by_key = {e.key: e for e in entries}
 
     @classmethod
-    def capture(cls, fun: Any, *, strong: bool = False) -> "DependencyRecord":
+    def capture(cls, fun: Any, *, strong: bool = False) -> DependencyRecord:
         """Snapshot everything `fun` can reach that can change a trace."""
         walker = _Walker(capture=True)
         walker.walk(fun)
         ref: Callable[[], Any] | None = None
         if not strong:
             try:
-                ref = weakref.WeakMethod(fun) if isinstance(fun, types.MethodType) else weakref.ref(fun)
+                ref = (weakref.WeakMethod(fun) if isinstance(fun, types.MethodType)
+                       else weakref.ref(fun))
             except TypeError:
                 pass
         if ref is None:
@@ -762,7 +789,8 @@ class DependencyRecord:
                 new_text, where = f"<{type(entry.value).__name__} object>", None
             out.append(Change(str(entry.what), old_text or "?", new_text, where))
         for entry in self._entries:  # dependencies the new walk no longer reaches
-            if entry.key not in seen and not _is_below(entry.key, reported) and entry.key not in reported:
+            if (entry.key not in seen and not _is_below(entry.key, reported)
+                    and entry.key not in reported):
                 reported.add(entry.key)
                 out.append(Change(str(entry.what), entry.text or "?", "<no longer reached>", None))
         return out
@@ -786,7 +814,8 @@ class DependencyRecord:
         if builtin_names:
             lines.append("builtins: " + ", ".join(dict.fromkeys(builtin_names)))
         if absent:
-            lines.append("names watched in case they become globals: " + ", ".join(dict.fromkeys(absent)))
+            lines.append("names watched in case they become globals: "
+                         + ", ".join(dict.fromkeys(absent)))
         return lines
 
     def __len__(self) -> int:

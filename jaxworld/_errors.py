@@ -16,7 +16,7 @@ class WorldChangeError(RuntimeError):
 
 
 class StaleClosureError(RuntimeError):
-    """A closure's dependencies changed and the policy is ``"error"`` (see `jaxworld.set_policy`)."""
+    """A closure's dependencies changed and the policy is ``"error"`` (`jaxworld.set_policy`)."""
 
 
 # Users should see their own frames, not jaxworld's, in tracebacks (as with JAX and equinox).

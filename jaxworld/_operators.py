@@ -15,8 +15,9 @@ the properties the world-tracking issue asks for with no extra machinery:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 from jax import tree_util
@@ -220,7 +221,7 @@ def hvp(fun: Callable) -> Operator:
                 "jaxworld.hvp: the vector v must have the same pytree structure as x.\n"
                 f"  x: {x_tree}\n  v: {v_tree}\n"
                 "Pass v shaped like x (e.g. jax.tree.map(jnp.ones_like, x)).")
-        for a, b in zip(tree_util.tree_leaves(x), tree_util.tree_leaves(v)):
+        for a, b in zip(tree_util.tree_leaves(x), tree_util.tree_leaves(v), strict=True):
             if jax.numpy.shape(a) != jax.numpy.shape(b):
                 raise TypeError(
                     f"jaxworld.hvp: v's leaves must have x's shapes; got an x leaf of shape "
@@ -229,7 +230,7 @@ def hvp(fun: Callable) -> Operator:
     return Operator("jaxworld.hvp", w, build, check=check)
 
 
-_jvp_cache: "weakref.WeakKeyDictionary[Wrapped, dict[bool, Callable]]" = weakref.WeakKeyDictionary()
+_jvp_cache: weakref.WeakKeyDictionary[Wrapped, dict[bool, Callable]] = weakref.WeakKeyDictionary()
 
 
 def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux: bool = False):
@@ -282,7 +283,7 @@ class Pullback(OpaqueClosure):
                 f"jaxworld.vjp: the pullback of {self._wrapped.__name__} expects a cotangent "
                 f"structured like the primal output {self._out_ct_tree}, got {tree}.")
         ct_avals = target.in_avals[len(target.in_avals) - len(leaves):]
-        for i, (leaf, aval) in enumerate(zip(leaves, ct_avals)):
+        for i, (leaf, aval) in enumerate(zip(leaves, ct_avals, strict=False)):
             if jax.numpy.shape(leaf) != aval.shape:
                 raise TypeError(
                     f"jaxworld.vjp: the pullback of {self._wrapped.__name__} expects cotangent "
@@ -315,7 +316,8 @@ def _vjp_parts(w: Wrapped, primals: tuple):
     tangent = derived.closures["tangent"]
     # Transpose the tangent closure in its tangent inputs; residual inputs are not linear.
     res_avals = tuple(core.typeof(r) for r in residuals)
-    ct_avals = tuple(a.to_tangent_aval() for a, nz in zip(root.out_avals, nonzeros_out) if nz)
+    ct_avals = tuple(a.to_tangent_aval()
+                     for a, nz in zip(root.out_avals, nonzeros_out, strict=False) if nz)
     tan_in_avals = tuple(a.to_tangent_aval() for a in root.in_avals)
     specs = (tuple((None, a) for a in res_avals) + tuple((ad.ValAccum, a) for a in tan_in_avals))
     in_tree = tree_util.tree_structure((list(res_avals), list(ct_avals)))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 Policy = Literal["retrace", "warn", "error", "frozen"]
 POLICIES: tuple[str, ...] = ("retrace", "warn", "error", "frozen")

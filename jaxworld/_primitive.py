@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from jax import tree_util
 
-from ._closure import DERIVERS, OpaqueClosure, derive, _identifier
+from ._closure import DERIVERS, OpaqueClosure, _identifier, derive
 from ._compat import Zero, ad, batching, core, lu, mlir, pe, source_info_util
 
 world_call_p = core.Primitive("world_call")
@@ -74,7 +74,7 @@ def _jvp(primals, tangents, *, closure):
     primals_out, tangents_out = _split(outs, len(closure.out_avals))
     tangents_out = iter(tangents_out)
     return primals_out, [next(tangents_out) if nz else Zero(aval.to_tangent_aval())
-                         for aval, nz in zip(closure.out_avals, derived.meta)]
+                         for aval, nz in zip(closure.out_avals, derived.meta, strict=False)]
 
 
 ad.primitive_jvps[world_call_p] = _jvp
@@ -107,10 +107,11 @@ def _linearize(is_vjp, nonzeros, *primals_in, closure):
     tangent_avals_out = [a.to_tangent_aval() for a in closure.out_avals]
 
     def tangent_fun(residuals, *tangents):
-        nonzero_tangents = [ad.instantiate_zeros(t) for nz, t in zip(nonzeros, tangents) if nz]
+        nonzero_tangents = [ad.instantiate_zeros(t)
+                            for nz, t in zip(nonzeros, tangents, strict=False) if nz]
         outs = iter(bind(tangent_closure, *residuals, *nonzero_tangents))
         return [next(outs) if nz else Zero(aval)
-                for aval, nz in zip(tangent_avals_out, nonzeros_out)]
+                for aval, nz in zip(tangent_avals_out, nonzeros_out, strict=False)]
 
     return primals_out, list(nonzeros_out), residuals, tangent_fun
 
@@ -147,7 +148,7 @@ def _transpose(cotangents, *args, closure):
     in_avals = tuple(core.typeof(x) for x in flat)
     derived = derive(closure, "transpose", (in_tree, in_avals, specs))
     cts_out = bind(derived.closures[None], *flat)
-    for x, ct in zip(args, tree_util.tree_unflatten(derived.meta, cts_out)):
+    for x, ct in zip(args, tree_util.tree_unflatten(derived.meta, cts_out), strict=False):
         if isinstance(x, ad.ValAccum):
             x.accum(ct)
 
@@ -168,7 +169,7 @@ DERIVERS["vmap"] = _derive_vmap
 def _batch(axis_data, args, dims, *, closure):
     batched = tuple(d is not None for d in dims)
     args = [batching.moveaxis(x, d, 0) if d is not None and d != 0 else x
-            for x, d in zip(args, dims)]
+            for x, d in zip(args, dims, strict=False)]
     derived = derive(closure, "vmap", (axis_data, batched))
     outs = bind(derived.closures[None], *args)
     # Report exactly which outputs are batched: `jacfwd` needs an unbatched primal output.
@@ -197,8 +198,8 @@ def _dce(used_outputs, eqn):
     if all(used_outputs) and all(used_inputs):
         return used_inputs, eqn
     new_closure = derived.closures[None]
-    invars = [v for v, used in zip(eqn.invars, used_inputs) if used]
-    outvars = [v for v, used in zip(eqn.outvars, used_outputs) if used]
+    invars = [v for v, used in zip(eqn.invars, used_inputs, strict=False) if used]
+    outvars = [v for v, used in zip(eqn.outvars, used_outputs, strict=False) if used]
     new_eqn = core.new_jaxpr_eqn(invars, outvars, world_call_p, {"closure": new_closure},
                                  core.eqn_effects(new_closure.jaxpr, invars),
                                  eqn.source_info, eqn.ctx)
@@ -252,7 +253,8 @@ def _derive_partial_eval_custom(jaxpr, unks_in, inst_in, disallowed_out_fwds, sa
     (known, staged, unks_out, inst_out, num_res_ref, num_res_val, in_fwd, out_fwd) = \
         pe._closed_jaxpr_partial_eval_custom_cached(
             jaxpr, unks_in, inst_in, (False,) * len(unks_in), disallowed_out_fwds, saveable)
-    meta = (tuple(unks_out), tuple(inst_out), num_res_ref, num_res_val, tuple(in_fwd), tuple(out_fwd))
+    meta = (tuple(unks_out), tuple(inst_out), num_res_ref, num_res_val, tuple(in_fwd),
+            tuple(out_fwd))
     return {"known": known, "staged": staged}, meta
 
 

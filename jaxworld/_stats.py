@@ -10,14 +10,15 @@ from __future__ import annotations
 import collections
 import threading
 import weakref
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _KINDS = ("traces", "derivations", "compilations", "validations", "restamps")
 
 _lock = threading.Lock()
 _global: collections.Counter[str] = collections.Counter()
 # Per-owner counters; weak so that counting never keeps a dead function alive.
-_per_owner: "weakref.WeakKeyDictionary[Any, collections.Counter[str]]" = weakref.WeakKeyDictionary()
+_per_owner: weakref.WeakKeyDictionary[Any, collections.Counter[str]] = weakref.WeakKeyDictionary()
 
 
 def count(kind: str, owner: Any = None, n: int = 1) -> None:

@@ -17,7 +17,8 @@ import itertools
 import threading
 import warnings
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from jax import tree_util
@@ -46,7 +47,7 @@ class _Entry:
     __slots__ = ("owner", "trace_fn", "closure", "record", "nested", "lock", "pending",
                  "validated_epoch", "tracing", "retraced_because", "__weakref__")
 
-    def __init__(self, owner: "Wrapped", trace_fn: Callable[[], tuple]):
+    def __init__(self, owner: Wrapped, trace_fn: Callable[[], tuple]):
         self.owner = owner
         self.trace_fn = trace_fn
         self.closure: OpaqueClosure | None = None

@@ -30,7 +30,7 @@ def assert_trees_close(actual, expected, *, rtol=None, atol=None):
     a_leaves, a_tree = jax.tree_util.tree_flatten(actual)
     e_leaves, e_tree = jax.tree_util.tree_flatten(expected)
     assert a_tree == e_tree, f"tree structure differs: {a_tree} vs {e_tree}"
-    for a, e in zip(a_leaves, e_leaves):
+    for a, e in zip(a_leaves, e_leaves, strict=True):
         a, e = np.asarray(a), np.asarray(e)
         assert a.shape == e.shape, f"shape {a.shape} vs {e.shape}"
         assert a.dtype == e.dtype, f"dtype {a.dtype} vs {e.dtype}"
@@ -58,7 +58,8 @@ def primitive_names(jaxpr) -> list[str]:
 # `case.wrap()` and compare with `assert_trees_close`.
 
 import dataclasses  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 from jax import lax  # noqa: E402
 
@@ -94,7 +95,7 @@ def mlp_params(sizes=(3, 4, 2), seed: int = 0):
     dtype = float_dtype()
     layers = [{"W": jnp.asarray(rng.normal(size=(m, n)) / np.sqrt(n), dtype=dtype),
                "b": jnp.asarray(rng.normal(size=(m,)) * 0.1, dtype=dtype)}
-              for n, m in zip(sizes[:-1], sizes[1:])]
+              for n, m in zip(sizes[:-1], sizes[1:], strict=True)]
     return {"layers": layers, "scale": jnp.asarray(1.5, dtype=dtype)}
 
 
@@ -188,7 +189,7 @@ class Case:
 
         def g(*d):
             full = list(args)
-            for i, v in zip(argnums, d):
+            for i, v in zip(argnums, d, strict=False):
                 full[i] = v
             return f(*full)
 

@@ -74,7 +74,7 @@ def _matches(actual, expected) -> bool:
     e_leaves, e_tree = jax.tree_util.tree_flatten(expected)
     return a_tree == e_tree and all(
         np.allclose(np.asarray(a), np.asarray(e), rtol=2e-5, atol=2e-5)
-        for a, e in zip(a_leaves, e_leaves))
+        for a, e in zip(a_leaves, e_leaves, strict=True))
 
 
 def test_callers_see_whole_worlds_while_another_thread_redefines():

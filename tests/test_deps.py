@@ -273,7 +273,8 @@ def test_recursive_and_mutually_recursive_functions_terminate():
 
 
 def test_self_referential_containers_terminate():
-    ns = notebook("box = []\nbox.append(box)\nreg = {}\nreg['me'] = reg\ndef f(x):\n    return box, reg\n")
+    ns = notebook("box = []\nbox.append(box)\nreg = {}\nreg['me'] = reg\n"
+                  "def f(x):\n    return box, reg\n")
     rec = DependencyRecord.capture(ns["f"])
     assert rec.changes() == []
     ns["reg"]["new"] = 1
@@ -639,7 +640,8 @@ def test_library_functions_are_not_walked():
 
 
 def test_jax_objects_are_not_walked_into_their_internals():
-    ns = notebook("def f(x):\n    return jax.nn.relu(x) + jax.tree_util.tree_structure(x).num_leaves\n")
+    ns = notebook("def f(x):\n"
+                  "    return jax.nn.relu(x) + jax.tree_util.tree_structure(x).num_leaves\n")
     rec = DependencyRecord.capture(ns["f"])
     text = "\n".join(rec.describe())
     assert "_jit_info" not in text and "PyTreeDef" not in text and "nanobind" not in text

@@ -8,8 +8,16 @@ from jax.test_util import check_grads
 
 import jaxworld
 
-from .helpers import (CASES, SCALAR_CASES, assert_trees_close, check_against_jax, composite_fn,
-                      tangents_like, vector, x64_matrix)
+from .helpers import (
+    CASES,
+    SCALAR_CASES,
+    assert_trees_close,
+    check_against_jax,
+    composite_fn,
+    tangents_like,
+    vector,
+    x64_matrix,
+)
 
 
 def _nesting(outer, inner):

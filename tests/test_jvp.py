@@ -7,8 +7,17 @@ import pytest
 
 import jaxworld
 
-from .helpers import (CASES, assert_trees_close, check_against_jax, int_arg_fn, mlp, mlp_params,
-                      tangents_like, vector, x64_matrix)
+from .helpers import (
+    CASES,
+    assert_trees_close,
+    check_against_jax,
+    int_arg_fn,
+    mlp,
+    mlp_params,
+    tangents_like,
+    vector,
+    x64_matrix,
+)
 
 
 def _jvp(f, case):

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 
-
 class _Lazy:
     """Imports a `notebook`-extra module on first use, so that the default `pytest` run (which
     deselects these tests) collects this file without the extra. When the tests are selected

@@ -89,7 +89,7 @@ def test_allow_int_equals_jax(name):
     ours_leaves, theirs_leaves = jax.tree.leaves(ours), jax.tree.leaves(theirs)
     dtypes = [np.asarray(a).dtype for a in ours_leaves]
     assert dtypes == [np.asarray(b).dtype for b in theirs_leaves]
-    for a, b in zip(ours_leaves, theirs_leaves):
+    for a, b in zip(ours_leaves, theirs_leaves, strict=True):
         if np.asarray(b).dtype == jax.dtypes.float0:
             assert np.asarray(a).shape == np.asarray(b).shape
         else:

@@ -7,8 +7,17 @@ import pytest
 
 import jaxworld
 
-from .helpers import (CASES, SCALAR_CASES, assert_trees_close, check_against_jax, mlp, mlp_params,
-                      stacked, vector, x64_matrix)
+from .helpers import (
+    CASES,
+    SCALAR_CASES,
+    assert_trees_close,
+    check_against_jax,
+    mlp,
+    mlp_params,
+    stacked,
+    vector,
+    x64_matrix,
+)
 
 
 def _in_axes(case, args, batched):
@@ -22,7 +31,7 @@ def _vmap(batched_args, inner=lambda f, c: f):
         def run(*args):
             batched = range(len(args)) if batched_args == "all" else batched_args
             in_axes = _in_axes(case, args, batched)
-            args = [a if ax is None else stacked(a) for a, ax in zip(args, in_axes)]
+            args = [a if ax is None else stacked(a) for a, ax in zip(args, in_axes, strict=True)]
             return jax.vmap(inner(f, case), in_axes=in_axes)(*args)
         return run
     return transform
