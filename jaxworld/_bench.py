@@ -692,7 +692,7 @@ def to_json(rows: list[Row], meta: dict) -> dict:
 
 
 _PLOTTED = ("steady grad", "steady hvp", "steady hessian", "first call hessian",
-            "relevant change", "no-op advance")
+            "relevant change", "relevant change, plain invalidated", "no-op advance")
 
 
 def plot(rows: list[Row], path: str, meta: dict) -> None:
