@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import itertools
 import json
@@ -449,14 +450,12 @@ def bench_advance(name: str, n: int, cfg: Config) -> list[Row]:
 
 
 _invalidations = itertools.count(1)
-_invalidation = []
 
 
+@functools.cache
 def _invalidation_context():
     """A user context of the benchmark's own, made once (`make_user_context` is not thread-safe)."""
-    if not _invalidation:
-        _invalidation.append(jax.make_user_context(0))
-    return _invalidation[0]
+    return jax.make_user_context(0)
 
 
 _HELPER_20 = (

@@ -4,7 +4,7 @@ and RSS stays flat over long redefine-advance-call loops (issue #7, item 3)."""
 from __future__ import annotations
 
 import gc
-import os
+import sys
 import weakref
 
 import jax
@@ -13,6 +13,7 @@ import pytest
 
 import jaxworld
 from jaxworld import _wrap
+from jaxworld._bench import _rss_mb
 
 from .helpers import assert_trees_close, notebook
 
@@ -187,14 +188,6 @@ def test_derivations_are_cached_once_per_key():
     assert len(root._derived) == n  # no growth from repeated identical transformations
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmRSS")
-
-
 def _redefine_advance_call_loop(cycles: int, *, jitted: bool) -> tuple[float, float]:
     ns = notebook("""
         def g(x):
@@ -233,11 +226,13 @@ def _redefine_advance_call_loop(cycles: int, *, jitted: bool) -> tuple[float, fl
     return start, _rss_mb()
 
 
-_LINUX = pytest.mark.skipif(not os.path.exists("/proc/self/status"),
-                            reason="RSS is read from /proc (Linux)")
+# Resident memory as `jaxworld bench` reads it (/proc, else peak RSS from `resource`); only
+# Windows has neither.
+_MEASURABLE = pytest.mark.skipif(
+    sys.platform == "win32", reason="RSS is read from /proc or resource.getrusage (not on Windows)")
 
 
-@_LINUX
+@_MEASURABLE
 def test_rss_flat_over_redefine_advance_call_loop():
     """Found by this suite: replaced closures lived in reference cycles (a root was its own
     `_root`; parents cache their derived closures, which point back), so only the cyclic GC freed
@@ -249,7 +244,7 @@ def test_rss_flat_over_redefine_advance_call_loop():
 
 
 @pytest.mark.slow
-@_LINUX
+@_MEASURABLE
 def test_rss_flat_over_long_redefine_advance_call_loop():
     start, end = _redefine_advance_call_loop(1000, jitted=False)
     print(f"RSS {start:.1f} MB -> {end:.1f} MB over 1000 cycles")
@@ -257,7 +252,7 @@ def test_rss_flat_over_long_redefine_advance_call_loop():
 
 
 @pytest.mark.slow
-@_LINUX
+@_MEASURABLE
 def test_rss_flat_over_redefine_advance_loop_with_jitted_operators():
     """Found by this suite: each relevant advance bumps the JAX user context, so every jax.jit
     re-compiles under a new cache key and the old executables stayed in jax.jit's caches until
