@@ -34,7 +34,14 @@ _generation = 0
 # `jax.jit` does (issue #6; BENCHMARKS.md).
 RELEASE_EVERY = 8
 _dead_generations = 0
-_validators: list[Callable[[int], bool]] = []
+_validators: list[Callable[[int], None]] = []
+# Set by `note_stale()`, taken by `advance()`. Whoever finds a trace stale notes it, under that
+# trace's own lock: `advance()` itself, or a trace that reached the function first while the
+# advance was under way. Deciding "did this advance make something stale?" from outside those
+# locks let a re-trace finishing at the wrong moment leave every `jax.jit` in an old world for
+# good (tests/test_threads.py, the deterministic interleavings).
+_stale_noted = False
+_note_lock = threading.Lock()  # held for an assignment only: never while taking another lock
 
 
 def epoch() -> int:
@@ -61,13 +68,16 @@ def advance() -> int:
     Returns:
       The new epoch.
     """
-    global _epoch, _generation, _dead_generations
+    global _epoch, _generation, _dead_generations, _stale_noted
     with _lock:
         _epoch += 1
         new = _epoch
-        changed = False
         for validate in list(_validators):
-            changed |= bool(validate(new))
+            validate(new)
+        # Every trace that was live when the epoch moved has been checked: each one found stale
+        # (by a validator, or by a trace that got there first) has noted it by now.
+        with _note_lock:
+            changed, _stale_noted = _stale_noted, False
         if changed:
             _generation += 1
             _jit_world.set_global(_generation)
@@ -86,7 +96,18 @@ def release_caches() -> None:
 
 
 
-def register_validator(validate: Callable[[int], bool]) -> None:
-    """`validate(new_epoch)` runs inside `advance()`; it returns True when something changed."""
+def note_stale() -> None:
+    """A trace that a `jax.jit` may hold has just been found stale.
+
+    Call it under the lock of the trace's entry. The advance under way (or, if none is, the next
+    one) then bumps the `jax.jit` world generation.
+    """
+    global _stale_noted
+    with _note_lock:
+        _stale_noted = True
+
+
+def register_validator(validate: Callable[[int], None]) -> None:
+    """`validate(new_epoch)` runs inside `advance()`; it calls `note_stale()` for what changed."""
     with _lock:
         _validators.append(validate)

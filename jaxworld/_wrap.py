@@ -80,11 +80,17 @@ class _Entry:
                 return self._retrace(e)
             if closure._valid_through >= e or closure._frozen:
                 return closure
+            found_here = self.pending is None
             changes = self._changes(e)
             if not changes:
                 closure._valid_through = e
                 _stats.count("restamps", self.owner)
                 return closure
+            if found_here:
+                # This trace reached the function before the advance under way did: that advance
+                # will find the entry up to date, so it must learn here that a `jax.jit` may
+                # still hold the old closure.
+                _epoch.note_stale()
             policy = self.owner._policy or get_policy()
             what = describe_changes(changes)
             if policy == "frozen":
@@ -129,23 +135,32 @@ class _Entry:
             closure = self.closure
             if closure is None or self.tracing:
                 return []
-            if closure._frozen and (self.owner._policy or get_policy()) != "frozen":
-                # Frozen under an earlier policy: this advance re-applies the policy in force.
-                closure._frozen = False
-                self.pending = None
-            if self.pending is not None:
-                return self.pending[1]  # already stale: re-traced on next use
-            if self.validated_epoch == e or closure._valid_through >= e:
-                return []
-            self.validated_epoch = e
-            closure._frozen = False  # 'frozen' lasts until the next advance re-applies the policy
-            changes = self._changes(e)
-            if changes:
-                self.pending = (e, changes)
-            else:
-                closure._valid_through = e
-                _stats.count("restamps", self.owner)
+            was_stale, was_frozen = self.pending is not None, closure._frozen
+            changes = self._validate(e, closure)
+            if changes and (not was_stale or (was_frozen and not closure._frozen)):
+                # Newly stale (or thawed): a `jax.jit` may hold the old closure.
+                _epoch.note_stale()
             return changes
+
+    def _validate(self, e: int, closure: OpaqueClosure) -> list[Change]:
+        """`validate` minus the bookkeeping for `jax.jit` (called with the lock held)."""
+        if closure._frozen and (self.owner._policy or get_policy()) != "frozen":
+            # Frozen under an earlier policy: this advance re-applies the policy in force.
+            closure._frozen = False
+            self.pending = None
+        if self.pending is not None:
+            return self.pending[1]  # already stale: re-traced on next use
+        if self.validated_epoch == e or closure._valid_through >= e:
+            return []
+        self.validated_epoch = e
+        closure._frozen = False  # 'frozen' lasts until the next advance re-applies the policy
+        changes = self._changes(e)
+        if changes:
+            self.pending = (e, changes)
+        else:
+            closure._valid_through = e
+            _stats.count("restamps", self.owner)
+        return changes
 
     def _retrace(self, e: int) -> OpaqueClosure:
         self.tracing = True
@@ -184,27 +199,21 @@ def _nested_roots(jaxpr: core.ClosedJaxpr) -> tuple[OpaqueClosure, ...]:
     return tuple(found.values())
 
 
-def validate_all(new_epoch: int) -> bool:
-    """Validate every live entry for `new_epoch`; True when a trace newly became stale."""
+def validate_all(new_epoch: int) -> None:
+    """Validate every live entry for `new_epoch` (each notes what it finds stale)."""
     with _live_lock:
         refs = list(_live.items())
-    changed = False
     dead = []
     for key, ref in refs:
         entry = ref()
         if entry is None:
             dead.append(key)
             continue
-        was_pending = entry.pending is not None
-        was_frozen = entry.closure is not None and entry.closure._frozen
-        if entry.validate(new_epoch) and (
-                not was_pending or (was_frozen and not entry.closure._frozen)):
-            changed = True
+        entry.validate(new_epoch)
     if dead:
         with _live_lock:
             for key in dead:
                 _live.pop(key, None)
-    return changed
 
 
 _epoch.register_validator(validate_all)

@@ -104,3 +104,115 @@ def test_concurrent_calls_see_whole_worlds_only():
 
     for name, op in operators.items():  # after the last advance: the last world
         np.testing.assert_allclose(op(X), expected[-1], rtol=rtol, atol=atol, err_msg=name)
+
+
+# -- Deterministic interleavings -------------------------------------------------------------
+# The random test above found (CI, session 3) a plain `jax.jit` stuck in an old world for good:
+# whether an advance must invalidate `jax.jit`'s caches was decided outside the lock of the entry
+# that a reader was re-tracing at that moment. Each test below forces one such interleaving with
+# events (a helper whose trace blocks) and checks that, once everything settled, the jitted
+# function answers in the current world — plain JAX traced fresh.
+
+def _blocking(fn, started: threading.Event, release: threading.Event):
+    """`fn`, but its first trace signals `started` and waits for `release`."""
+    def helper(x):
+        if not started.is_set():
+            started.set()
+            assert release.wait(JOIN_TIMEOUT_S), "the test never released the trace"
+        return fn(x)
+    return helper
+
+
+def _run(target, *args) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def body():
+        try:
+            target(*args)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _wait_for_epoch(e: int) -> None:
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while jaxworld.epoch() < e:
+        assert time.monotonic() < deadline, "advance() never started"
+        time.sleep(0.001)
+
+
+def _fresh_oracle(ns):
+    return np.asarray(jax.jit(lambda x: ns["f"](x))(X))
+
+
+def test_advance_during_a_retrace_still_invalidates_jit():
+    # A reader re-traces `f` (the advance before made it stale) and is inside the trace when the
+    # writer changes `g` again and advances. The advance must wait for the re-trace, find the
+    # new change, and invalidate `jax.jit` — however the two threads interleave.
+    ns = notebook("""
+        def f(x):
+            return jnp.sum(g(x) ** 2)
+    """)
+    ns["g"] = world_helper(0)
+    jitted = jax.jit(jaxworld.wrap(ns["f"]))
+    jitted(X)
+    started, release = threading.Event(), threading.Event()
+    ns["g"] = _blocking(world_helper(1), started, release)
+    jaxworld.advance()
+    reader, reader_errors = _run(jitted, X)  # misses jit's cache, re-traces f, blocks inside
+    assert started.wait(JOIN_TIMEOUT_S)
+    ns["g"] = world_helper(2)
+    e = jaxworld.epoch()
+    writer, writer_errors = _run(jaxworld.advance)
+    _wait_for_epoch(e + 1)
+    time.sleep(0.2)  # let the writer reach the entry the reader holds
+    release.set()
+    for t in (reader, writer):
+        t.join(JOIN_TIMEOUT_S)
+        assert not t.is_alive(), "deadlock: a thread did not finish"
+    assert not reader_errors and not writer_errors, reader_errors + writer_errors
+    np.testing.assert_allclose(jitted(X), _fresh_oracle(ns), rtol=2e-5, atol=2e-5)
+
+
+def test_change_found_by_a_trace_during_advance_still_invalidates_jit():
+    # While an advance is under way (blocked on another function's entry), a new trace reaches
+    # `f` first and finds its change itself. The advance then finds `f` up to date — and must
+    # still invalidate the `jax.jit` that holds `f`'s old world.
+    ns = notebook("""
+        def a(x):
+            return hook(x) * 2.0
+
+        def f(x):
+            return jnp.sum(g(x) ** 2)
+    """)
+    ns["hook"] = lambda x: x
+    ns["g"] = world_helper(0)
+    wrapped_a = jaxworld.wrap(ns["a"])
+    jit_a = jax.jit(wrapped_a)
+    jit_a(X)  # a's entry is older than f's: advance() validates it first
+    wrapped_f = jaxworld.wrap(ns["f"])
+    jit_f = jax.jit(wrapped_f)
+    jit_f(X)
+
+    started, release = threading.Event(), threading.Event()
+    ns["hook"] = _blocking(lambda x: x, started, release)
+    jaxworld.advance()  # a changed: every jit re-traces once
+    jit_f(X)  # f did not change: jit_f holds world 0 again, for the new jit generation
+    reader, reader_errors = _run(jit_a, X)  # re-traces a, blocks inside holding a's entry
+    assert started.wait(JOIN_TIMEOUT_S)
+    ns["g"] = world_helper(1)
+    e = jaxworld.epoch()
+    writer, writer_errors = _run(jaxworld.advance)  # waits for a's entry before reaching f's
+    _wait_for_epoch(e + 1)
+    # A function jitted now reaches f before the advance does, and re-traces it.
+    np.testing.assert_allclose(jax.jit(lambda x: wrapped_f(x))(X), _fresh_oracle(ns),
+                               rtol=2e-5, atol=2e-5)
+    release.set()
+    for t in (reader, writer):
+        t.join(JOIN_TIMEOUT_S)
+        assert not t.is_alive(), "deadlock: a thread did not finish"
+    assert not reader_errors and not writer_errors, reader_errors + writer_errors
+    np.testing.assert_allclose(jit_f(X), _fresh_oracle(ns), rtol=2e-5, atol=2e-5)
