@@ -54,9 +54,17 @@ Out of reach (limitations)
 * Values nested deeper than `_MAX_DEPTH` or that raise when inspected cannot
   be verified; they are reported as changed on every check (safe, not fast).
 
-Cost: `changes()` is one walk, linear in the reachable objects, plus hashing
-the bytes of every reachable NumPy array (pass a shared ``memo`` dict to the
-records checked in one `advance()` to hash shared arrays once).
+Cost: a record that still holds is usually confirmed by its *guards* (see
+"Guards" below): every place the walk read is read again and compared by
+object identity, most of them at C speed (~1 us per namespace; 5-15 us for a
+small model's record, where a walk takes 25-50 us).  A guard that fails only
+means "maybe changed": `changes()` then walks, linear in the reachable
+objects, plus hashing the bytes of every reachable NumPy array (pass a shared
+``memo`` dict to the records checked in one `advance()` to hash shared arrays
+once), and re-arms the guards when the walk finds nothing.  The guards keep
+the objects they compare alive (strongly where Python cannot refer to them
+weakly, e.g. a list read from a global; otherwise weakly, and the death of
+any of them disarms the guards, so an id seen again is the same object).
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import operator
 import os
 import sys
 import sysconfig
@@ -76,7 +85,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ._compat import jax_trace_config
+from ._compat import jax_trace_config, jax_trace_config_values
 
 __all__ = ["Change", "DependencyRecord"]
 
@@ -207,6 +216,9 @@ class _Unverifiable:
     __hash__ = object.__hash__
 
 
+# Set by the test suite (tests/conftest.py): whenever the guards say "unchanged", walk as well and
+# fail loudly if the walk disagrees.
+_VERIFY_GUARDS = os.environ.get("JAXWORLD_VERIFY_GUARDS") == "1"
 _MAX_DEPTH = 100  # nesting levels; each costs ~6 Python frames of recursion
 _ABSENT = ("<absent>",)
 _EMPTY_CELL = ("<empty cell>",)
@@ -358,16 +370,283 @@ class _Entry:
     value: Any = None  # the live value, kept only by a re-walk (transient)
 
 
+# ---------------------------------------------------------------------------
+# Guards: a fast, exact "nothing changed"
+#
+# A walk is a function of the objects it reads.  While walking, the walker can
+# also log every read as a *guard*: how to read the same place again, and a
+# check that what is read there now is the very object read before (for lists,
+# dicts, sets and NumPy arrays: with the same contents; for a class that could
+# be reassigned, of the same class).  When every guard holds, a new walk would
+# read the same objects and produce the same entries, so the record holds
+# without walking.  When one fails, `changes()` walks and decides exactly (an
+# equal value bound anew fails a guard but is no change).  Guards hold what
+# they read from weakly when Python allows, like the tokens.
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: instances of such classes can be given another class
+
+
+class _NotGuardable(Exception):
+    """A value the guards cannot follow (nested too deeply): the record walks every time."""
+
+
+def _holder(obj: Any) -> Callable[[], Any]:
+    """A zero-argument function returning `obj`: a weak reference when Python allows.
+
+    A dead one returns None; every read through it then raises or reads something else, so the
+    guard fails (`_live`, where a read of None could look like a read of `obj`).
+    """
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def _live(obj: Any) -> Any:
+    if obj is None:
+        raise ReferenceError("a guard reads from an object that was freed")
+    return obj
+
+
+def _is(obj: Any) -> Callable[[Any], bool]:
+    """`check(current)`: `current` is `obj` itself (held weakly when Python allows)."""
+    try:
+        ref = weakref.ref(obj)
+    except TypeError:
+        return lambda current: current is obj
+    # A weak-referenceable `obj` is not None, and a dead reference gives None.
+    return lambda current: current is not None and current is ref()
+
+
+def _checker(value: Any, depth: int = 0) -> Callable[[Any], bool]:
+    """`check(current)`: `current` is `value`, with the contents the walk tokenized."""
+    if value is _ABSENT or value is _EMPTY_CELL:
+        return lambda current: current is value
+    same = _is(value)
+    content = _content_checker(value, depth)
+    if content is None:
+        return same
+    return lambda current: same(current) and content(current)
+
+
+def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:
+    """What of `value` a token folds in beyond its identity (mirrors `_container_token`)."""
+    if isinstance(value, np.ndarray):
+        dtype, shape, digest = value.dtype, value.shape, _array_digest(value)
+        return lambda a: a.dtype == dtype and a.shape == shape and _array_digest(a) == digest
+    if not isinstance(value, (tuple, list, dict, set)):
+        return None  # scalars, frozensets (hashable elements only), objects: identity says it all
+    if depth >= _MAX_DEPTH:
+        raise _NotGuardable
+    if isinstance(value, set):
+        members = tuple(value)  # held: their ids stay theirs
+        ids = frozenset(map(id, members))
+        return lambda current: len(current) == len(ids) and frozenset(map(id, current)) == ids
+    if isinstance(value, tuple):  # its elements are fixed: only their own contents can change
+        inner = tuple((i, c) for i, v in enumerate(value)
+                      if (c := _content_checker(v, depth + 1)) is not None)
+        if not inner:
+            return None
+        return lambda current: all(check(current[i]) for i, check in inner)
+    if isinstance(value, dict):
+        checks = tuple((_checker(k, depth + 1), _checker(v, depth + 1))
+                       for k, v in list(value.items()))
+
+        def same_items(current):
+            items = list(current.items())
+            return len(items) == len(checks) and all(
+                ck(k) and cv(v) for (ck, cv), (k, v) in zip(checks, items, strict=True))
+        return same_items
+    checks = tuple(_checker(v, depth + 1) for v in list(value))
+
+    def same_elements(current):
+        elements = list(current)
+        return len(elements) == len(checks) and all(
+            check(v) for check, v in zip(checks, elements, strict=True))
+    return same_elements
+
+
+def _cell_contents(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # not yet assigned
+        return _EMPTY_CELL
+
+
+def _equals(value: Any) -> Callable[[Any], bool]:
+    return lambda current: current == value
+
+
+def _builtins_of(fn: types.FunctionType) -> dict:
+    return fn.__builtins__ if isinstance(fn.__builtins__, dict) else vars(builtins)
+
+
+def _resolve(cls: type, name: str) -> tuple | tuple[str]:
+    """(class, attribute, is a user class) where `name` is found along `cls.__mro__`."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass, klass.__dict__[name], _is_user_class(klass)
+    return _ABSENT
+
+
+def _same_resolution(found: Any) -> Callable[[Any], bool]:
+    if found is _ABSENT:
+        return lambda current: current is _ABSENT
+    klass, attr, user = found
+    same_class, same_attr = _is(klass), _checker(attr)
+    return lambda current: (current is not _ABSENT and same_class(current[0])
+                            and same_attr(current[1]) and current[2] == user)
+
+
+def _slot_value(descriptor: Any, obj: Any, klass: type) -> Any:
+    try:
+        return descriptor.__get__(obj, klass)
+    except AttributeError:
+        return _EMPTY_CELL
+
+
+def _is_absent_or_none(current: Any) -> bool:
+    return current is _ABSENT or current is None
+
+
+def _followed(content: Any) -> bool:
+    """Whether a library function's closure cell holding `content` is walked."""
+    return ((isinstance(content, types.FunctionType) and _is_user_function(content))
+            or isinstance(content, (functools.partial, types.MethodType)))
+
+
+class _In(NamedTuple):
+    """A read of `name` in a namespace (a dict or mappingproxy); `namespace()` reads it again.
+
+    The guards of all reads in one namespace (`source`) are checked together, at C speed.
+    """
+
+    source: Any
+    namespace: Callable[[], Any]
+    name: str
+
+
+def _dict_of(held: Callable[[], Any]) -> tuple[Any, Callable[[], Any]]:
+    """(source, reader) of the instance `__dict__` of `held()` (a module, object, custom_jvp)."""
+    return ("dict of", id(held())), lambda: _instance_dict(_live(held()))
+
+
+def _group_check(namespace: Callable[[], Any], names: tuple[str, ...],
+                 ids: tuple[int, ...]) -> Callable[[], bool]:
+    absents = (_ABSENT,) * len(names)
+
+    def check() -> bool:
+        return tuple(map(id, map(namespace().get, names, absents))) == ids
+    return check
+
+
+class _Guards:
+    """The guards of one walk: checks, and what their object ids refer to.
+
+    Every object a guard compares by id is kept: strongly when Python cannot refer to it weakly,
+    otherwise weakly with a callback that disarms all the guards when it dies — so an id seen
+    again is always the same object.
+    """
+
+    __slots__ = ("checks", "groups", "reads", "read_ids", "keep", "armed", "_disarm")
+
+    def __init__(self) -> None:
+        self.checks: list[Callable[[], bool]] = []
+        self.groups: dict[Any, tuple[Callable[[], Any], list[str], list[int]]] = {}
+        self.reads: list[Callable[[], Any]] = []  # reads checked by identity, all at once
+        self.read_ids: list[int] = []
+        self.keep: list[Any] = []
+        self.armed = [True]
+        armed = self.armed
+        self._disarm = lambda _ref: armed.__setitem__(0, False)
+
+    def ident(self, value: Any) -> int:
+        try:
+            self.keep.append(weakref.ref(value, self._disarm))
+        except TypeError:
+            self.keep.append(value)
+        return id(value)
+
+    def finish(self) -> _Guards:
+        checks = [_group_check(namespace, tuple(names), tuple(ids))
+                  for namespace, names, ids in self.groups.values()]
+        if self.reads:
+            reads, ids = tuple(self.reads), tuple(self.read_ids)
+            checks.append(lambda: tuple(map(id, map(operator.call, reads))) == ids)
+        self.checks[:0] = checks  # the cheap, C-speed checks first
+        self.groups, self.reads, self.read_ids = {}, [], []
+        return self
+
+    def hold(self) -> bool:
+        if not self.armed[0]:
+            return False
+        try:
+            for check in self.checks:
+                if not check():
+                    return False
+        except Exception:  # a read that fails (a freed object, a raising descriptor): walk
+            return False
+        return True
+
+
 class _Walker:
     """One walk from an origin: appends entries in a deterministic order."""
 
-    def __init__(self, capture: bool, memo: dict | None = None) -> None:
+    def __init__(self, capture: bool, memo: dict | None = None, guards: bool = False) -> None:
         self.capture = capture  # capture: describe values now and hold them weakly
         self._memo = {} if memo is None else memo  # id(array) -> (array, digest)
         self.entries: list[_Entry] = []
         self._done: dict[tuple, Any] = {}  # (id, tag) -> object, pinned so ids stay unique
         self._active: set[int] = set()  # containers being tokenized (cycle guard)
         self._depth = 0
+        # When asked for and the walk can be guarded (see "Guards").
+        self.guards: _Guards | None = _Guards() if guards else None
+
+    def guard(self, read: _In | Callable[[], Any] | None, value: Any,
+              check: Callable[[Any], bool] | None = None) -> None:
+        """Log a read of `value`: `read()` must give `value` again (`check(read())`, if given).
+
+        `read=None`: a place that cannot be rebound; only the contents of `value` are guarded.
+        """
+        g = self.guards
+        if g is None:
+            return
+        try:
+            content = None if check is not None else _content_checker(value, 0)
+        except _NotGuardable:
+            self.guards = None
+            return
+        if isinstance(read, _In):
+            if check is None:
+                group = g.groups.get(read.source)
+                if group is None:
+                    group = g.groups[read.source] = (read.namespace, [], [])
+                group[1].append(read.name)
+                group[2].append(g.ident(value))
+                if content is None:
+                    return
+                read = None  # the identity is in the group; the contents are checked below
+            else:
+                namespace, name = read.namespace, read.name
+                read = lambda: namespace().get(name, _ABSENT)  # noqa: E731
+        if check is not None:
+            g.checks.append(lambda: check(read()))
+        elif read is None:
+            if content is not None:
+                held = _holder(value)
+                g.checks.append(lambda: content(held()))
+        else:
+            g.reads.append(read)
+            g.read_ids.append(g.ident(value))
+            if content is not None:
+                held = _holder(value)
+                g.checks.append(lambda: content(held()))
+
+    def unguardable(self) -> None:
+        self.guards = None
+
+    def finished_guards(self) -> _Guards | None:
+        return None if self.guards is None else self.guards.finish()
 
     # -- bookkeeping -------------------------------------------------------
     def _once(self, obj: Any, tag: Any = None) -> bool:
@@ -379,7 +658,8 @@ class _Walker:
         return True
 
     def record(self, key: tuple[str, ...], what: _Text, kind: str, token: Any,
-               value: Any) -> _Entry:
+               value: Any, read: _In | Callable[[], Any] | None = None) -> _Entry:
+        self.guard(read, value)
         entry = _Entry(key, what, kind, token)
         self._fill(entry, value)
         self.entries.append(entry)
@@ -397,14 +677,21 @@ class _Walker:
             entry.value = value
 
     def visit(self, value: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
-              names: tuple[str, ...], kind: str = "dep") -> Any:
-        """Record `value` at `key`, expand what it reaches, return its token."""
+              names: tuple[str, ...], kind: str = "dep",
+              read: _In | Callable[[], Any] | None = None) -> Any:
+        """Record `value` at `key`, expand what it reaches, return its token.
+
+        `read` reads the same place again (for the guards); None where the place cannot be
+        rebound (the origin, a bound method's function, an element of a guarded container).
+        """
+        self.guard(read, value)
         entry = _Entry(key, what, kind)
         self.entries.append(entry)  # before the children, so parents come first
         try:
             entry.token = self._token(value, key, what, trail, names)
         except Exception:  # an object that resists inspection: never trusted
             entry.token = _Unverifiable()
+            self.unguardable()
         self._fill(entry, value)
         return entry.token
 
@@ -416,6 +703,7 @@ class _Walker:
         if self._depth >= _MAX_DEPTH:
             # Deeper than the recursion we allow (a long linked structure):
             # unverifiable, so the record conservatively reports a change.
+            self.unguardable()
             return _Unverifiable()
         self._depth += 1
         try:
@@ -436,6 +724,12 @@ class _Walker:
             return _Ident(value, self.capture)
         if isinstance(value, _CONTAINERS):
             return self._container_token(value, key, what, trail, names)
+        cls = type(value)
+        if cls.__flags__ & _HEAPTYPE and not isinstance(value, (type, types.ModuleType)):
+            # An instance of a Python class can be given another class, which changes how it
+            # is walked (classes and modules are walked the same whatever their metaclass).
+            held = _holder(value)
+            self.guard(lambda: type(held()), cls)
         self._expand(value, key, what, trail, names)
         if isinstance(value, types.MethodType):  # a fresh object per attribute access
             return ("method", _Ident(value.__func__, self.capture),
@@ -506,19 +800,26 @@ class _Walker:
                            trail, names)
         elif isinstance(value, (functools.partial, functools.partialmethod)):
             if self._once(value):
-                self.visit(value.func, key + ("func",), _What("function of ", what), trail, names)
-                self.visit(value.args, key + ("args",), _What("arguments of ", what), trail, names)
-                self.visit(value.keywords, key + ("keywords",),
-                           _What("keyword arguments of ", what), trail, names)
+                # Read again through the object: `partial.__setstate__` and a partialmethod's
+                # attributes can rebind them.
+                held = _holder(value)
+                for attr, label in (("func", "function of "), ("args", "arguments of "),
+                                    ("keywords", "keyword arguments of ")):
+                    self.visit(getattr(value, attr), key + (attr,), _What(label, what), trail,
+                               names, read=lambda a=attr: getattr(held(), a))
         elif isinstance(value, (staticmethod, classmethod)):
+            held = _holder(value)  # calling __init__ again rebinds __func__
             self.visit(value.__func__, key + ("__func__",), _What("function of ", what), trail,
-                       names)
+                       names, read=lambda: held().__func__)
         elif isinstance(value, property):
+            held = _holder(value)
             for part in ("fget", "fset", "fdel"):
                 self.visit(getattr(value, part), key + (part,), _What(f"{part} of ", what), trail,
-                           names)
+                           names, read=lambda a=part: getattr(held(), a))
         elif isinstance(value, functools.cached_property):
-            self.visit(value.func, key + ("func",), _What("function of ", what), trail, names)
+            held = _holder(value)
+            self.visit(value.func, key + ("func",), _What("function of ", what), trail, names,
+                       read=lambda: held().func)
         elif isinstance(value, types.ModuleType):
             self._module_attrs(value, key, what, trail, names)
         elif isinstance(value, type):
@@ -529,10 +830,14 @@ class _Walker:
             # copies the wrapped object's __dict__ there (e.g. jit internals).
             if self._once(value):
                 fields = _instance_dict(value)
+                source, namespace = _dict_of(_holder(value))
                 for name in _CUSTOM_RULE_FIELDS:
+                    read = _In(source, namespace, name)
                     if name in fields:
                         self.visit(fields[name], key + ("field", name),
-                                   _What(f"field '{name}' of ", what), trail, names)
+                                   _What(f"field '{name}' of ", what), trail, names, read=read)
+                    else:
+                        self.guard(read, _ABSENT)
         else:
             self._object(value, key, what, trail, names)
 
@@ -543,57 +848,76 @@ class _Walker:
         via = " -> ".join(trail)
         code = fn.__code__
         names = _code_names(code)
-        self.record(key + ("__code__",), f"code of {via}", "dep", _Ident(code, self.capture), code)
-        namespace = fn.__globals__
+        held = _holder(fn)
+        self.record(key + ("__code__",), f"code of {via}", "dep", _Ident(code, self.capture), code,
+                    read=lambda: held().__code__)
+        namespace = fn.__globals__  # read-only attributes, like __builtins__ and __closure__
         module = namespace.get("__name__", "<namespace>")
-        builtin_ns = fn.__builtins__ if isinstance(fn.__builtins__, dict) else vars(builtins)
+        builtin_ns = _builtins_of(fn)
         for name in names:
             gkey = key + ("global", name)
+            # Reads go through the weakly held function (never the namespace itself): a guard
+            # must not keep a notebook's namespace, and the wrapped functions in it, alive.
+            read = _In(id(namespace), lambda: held().__globals__, name)
             if name in namespace:
                 self.visit(namespace[name], gkey,
-                           f"global '{name}' of module '{module}' (read by {via})", trail, names)
+                           f"global '{name}' of module '{module}' (read by {via})", trail, names,
+                           read=read)
                 continue
             # Recorded so that a global defined later (shadowing a builtin,
             # or satisfying a NameError-guarded path) is seen as a change.
             self.record(gkey, f"global '{name}' of module '{module}' (read by {via})", "absent",
-                        _ABSENT, _ABSENT)
+                        _ABSENT, _ABSENT, read=read)
+            read_builtin = _In(id(builtin_ns), lambda: _builtins_of(held()), name)
             if name in builtin_ns:
                 self.visit(builtin_ns[name], key + ("builtin", name),
-                           f"builtin '{name}' (read by {via})", trail, names, kind="builtin")
-        for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
-            try:
-                content = cell.cell_contents
-            except ValueError:  # not yet assigned
-                content = _EMPTY_CELL
-            self.visit(content, key + ("cell", var), f"closure variable '{var}' of {via}", trail,
-                       names)
+                           f"builtin '{name}' (read by {via})", trail, names, kind="builtin",
+                           read=read_builtin)
+            else:
+                self.guard(read_builtin, _ABSENT)
+        for i, (var, cell) in enumerate(zip(code.co_freevars, fn.__closure__ or (), strict=True)):
+            self.visit(_cell_contents(cell), key + ("cell", var),
+                       f"closure variable '{var}' of {via}", trail, names,
+                       read=lambda i=i: _cell_contents(held().__closure__[i]))
         self.visit(fn.__defaults__, key + ("__defaults__",), f"default arguments of {via}", trail,
-                   names)
+                   names, read=lambda: held().__defaults__)
         self.visit(fn.__kwdefaults__, key + ("__kwdefaults__",), f"keyword defaults of {via}",
-                   trail, names)
-        for attr, value in list(fn.__dict__.items()):
+                   trail, names, read=lambda: held().__kwdefaults__)
+        attrs = list(fn.__dict__.items())
+        self.guard(lambda: tuple(held().__dict__), None,
+                   check=_equals(tuple(k for k, _ in attrs)))
+        source, fn_dict = _dict_of(held)
+        for attr, value in attrs:
             if attr not in _BORING_FUNCTION_ATTRS:
                 self.visit(value, key + ("attr", attr), f"attribute '{attr}' of {via}", trail,
-                           names)
+                           names, read=_In(source, fn_dict, attr))
 
     def _library_function(self, fn: types.FunctionType, key: tuple[str, ...], what: _Text,
                           trail: tuple[str, ...], names: tuple[str, ...]) -> None:
         # Not walked, but transformations (jax.vmap, jax.grad, decorators) keep
         # the user function in __wrapped__ or a closure cell: follow those.
+        held = _holder(fn)
+        self.guard(lambda: held().__code__, fn.__code__)  # which code decides user vs library
         wrapped = fn.__dict__.get("__wrapped__")
+        read_wrapped = _In(*_dict_of(held), "__wrapped__")
         if wrapped is not None:
             self.visit(wrapped, key + ("__wrapped__",), _What("function wrapped by ", what), trail,
-                       names)
-        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
-            try:
-                content = cell.cell_contents
-            except ValueError:
-                continue
-            if content is not wrapped and (
-                    (isinstance(content, types.FunctionType) and _is_user_function(content))
-                    or isinstance(content, (functools.partial, types.MethodType))):
+                       names, read=read_wrapped)
+        else:
+            self.guard(read_wrapped, _ABSENT, check=_is_absent_or_none)
+        for i, (var, cell) in enumerate(zip(fn.__code__.co_freevars, fn.__closure__ or (),
+                                            strict=True)):
+            content = _cell_contents(cell)
+            read = (lambda i=i: _cell_contents(held().__closure__[i]))
+            if content is not _EMPTY_CELL and content is not wrapped and _followed(content):
                 self.visit(content, key + ("cell", var),
-                           _What(f"closure variable '{var}' of ", what), trail, names)
+                           _What(f"closure variable '{var}' of ", what), trail, names, read=read)
+            else:
+                # Not followed: only whether it would be (a library's cache in a cell may change
+                # at every call without this being a change).
+                self.guard(read, content, check=(
+                    lambda current, w=wrapped: current is _EMPTY_CELL or current is w
+                    or not _followed(current)))
 
     def _module_attrs(self, module: types.ModuleType, key: tuple[str, ...], what: _Text,
                       trail: tuple[str, ...], names: tuple[str, ...]) -> None:
@@ -601,49 +925,69 @@ class _Walker:
         if not self._once(module, names):
             return
         namespace = _instance_dict(module)
+        source, reader = _dict_of(_holder(module))
         for name in names:
+            read = _In(source, reader, name)
             if name in namespace:
                 self.visit(namespace[name], key + ("attr", name),
-                           _What(f"attribute '{name}' of ", what), trail, names)
+                           _What(f"attribute '{name}' of ", what), trail, names, read=read)
+            else:
+                self.guard(read, _ABSENT)
 
     def _class(self, cls: type, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                names: tuple[str, ...]) -> None:
-        if not _is_user_class(cls):
+        user = _is_user_class(cls)
+        held = _holder(cls)
+        if not user:
             if self._once(cls, names):
+                self.guard(lambda: _is_user_class(_live(held())), user, check=_equals(user))
                 self._named_class_attrs(cls, key, what, trail, names)
             return
         if not self._once(cls):
             return
+        self.guard(lambda: _is_user_class(_live(held())), user, check=_equals(user))
         # Reassigning __bases__ changes what every attribute lookup resolves to.
         self.record(key + ("__mro__",), _What("base classes of ", what), "dep",
-                    tuple(_Ident(k, self.capture) for k in cls.__mro__), cls.__mro__)
+                    tuple(_Ident(k, self.capture) for k in cls.__mro__), cls.__mro__,
+                    read=lambda: held().__mro__)
         for klass in cls.__mro__:
             if klass is object:
                 continue
-            if klass is not cls and not _is_user_class(klass):
-                continue  # library bases: their attributes named by the reader, below
-            for name, attr in list(klass.__dict__.items()):
+            k_held = _holder(klass)
+            if klass is not cls:
+                k_user = _is_user_class(klass)
+                self.guard(lambda k=k_held: _is_user_class(_live(k())), k_user,
+                           check=_equals(k_user))
+                if not k_user:
+                    continue  # library bases: their attributes named by the reader, below
+            attrs = list(klass.__dict__.items())
+            self.guard(lambda k=k_held: tuple(k().__dict__), None,
+                       check=_equals(tuple(name for name, _ in attrs)))
+            for name, attr in attrs:
                 if name not in _BORING_CLASS_ATTRS:
                     self.visit(attr, key + (f"class {klass.__qualname__}", name),
                                _What(f"attribute '{name}' of class '{klass.__qualname__}' (", what,
                                      ")"),
-                               trail, names)
+                               trail, names,
+                               read=_In(("class", id(klass)), lambda k=k_held: k().__dict__, name))
         self._named_class_attrs(cls, key, what, trail, names)
 
     def _named_class_attrs(self, cls: type, key: tuple[str, ...], what: _Text,
                            trail: tuple[str, ...], names: tuple[str, ...]) -> None:
         """Attributes the reader names, resolved through the MRO (library classes)."""
+        held = _holder(cls)
         for name in names:
-            for klass in cls.__mro__:
-                if name in klass.__dict__:
-                    if _is_user_class(klass):
-                        break  # already recorded wholesale
-                    attr = klass.__dict__[name]
-                    self.visit(attr, key + ("resolve", name),
-                               _What(f"attribute '{name}' of class '{cls.__qualname__}' (", what,
-                                     ")"),
-                               trail, names)
-                    break
+            found = _resolve(cls, name)
+            # One guard per name: where the lookup ends now (class, attribute, user or not).
+            self.guard(lambda n=name: _resolve(held(), n), found, check=_same_resolution(found))
+            if found is _ABSENT:
+                continue
+            klass, attr, user = found
+            if user:
+                continue  # already recorded wholesale
+            self.visit(attr, key + ("resolve", name),
+                       _What(f"attribute '{name}' of class '{cls.__qualname__}' (", what, ")"),
+                       trail, names)
 
     def _object(self, obj: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                 names: tuple[str, ...]) -> None:
@@ -651,48 +995,68 @@ class _Walker:
                             types.MethodDescriptorType, types.GetSetDescriptorType,
                             types.MemberDescriptorType)):
             return  # C-level callables and slots: nothing behind them to walk
-        cls = type(obj)
-        if _is_user_class(cls):
+        cls = type(obj)  # guarded by `_compound_token` where it could be reassigned
+        user = _is_user_class(cls)
+        c_held = _holder(cls)
+        if user:
             if self._once(obj):
+                self.guard(lambda: _is_user_class(_live(c_held())), user, check=_equals(user))
                 self.visit(cls, key + ("__class__",), _What("class of ", what), trail, names)
                 self._fields(obj, key, what, trail, names)
             return
         # Library object: only what the reader can name, plus __wrapped__ (jax.jit).
         if not self._once(obj, names):
             return
+        self.guard(lambda: _is_user_class(_live(c_held())), user, check=_equals(user))
         self._named_class_attrs(cls, key, what, trail, names)
         fields = _instance_dict(obj)
+        source, reader = _dict_of(_holder(obj))
         for name in names:
+            read = _In(source, reader, name)
             if name in fields:
                 self.visit(fields[name], key + ("field", name), _What(f"field '{name}' of ", what),
-                           trail, names)
+                           trail, names, read=read)
+            else:
+                self.guard(read, _ABSENT)
         wrapped = fields.get("__wrapped__")
-        if wrapped is not None and "__wrapped__" not in names:
-            self.visit(wrapped, key + ("__wrapped__",), _What("function wrapped by ", what), trail,
-                       names)
+        if "__wrapped__" not in names:
+            read = _In(source, reader, "__wrapped__")
+            if wrapped is not None:
+                self.visit(wrapped, key + ("__wrapped__",), _What("function wrapped by ", what),
+                           trail, names, read=read)
+            else:
+                self.guard(read, _ABSENT, check=_is_absent_or_none)
 
     def _fields(self, obj: Any, key: tuple[str, ...], what: _Text, trail: tuple[str, ...],
                 names: tuple[str, ...]) -> None:
         """Instance __dict__ and __slots__ of an object, each field recorded."""
-        for name, value in list(_instance_dict(obj).items()):
+        held = _holder(obj)
+        fields = list(_instance_dict(obj).items())
+        self.guard(lambda: tuple(_instance_dict(_live(held()))), None,
+                   check=_equals(tuple(name for name, _ in fields)))
+        source, reader = _dict_of(held)
+        for name, value in fields:
             self.visit(value, key + ("field", name), _What(f"field '{name}' of ", what), trail,
-                       names)
+                       names, read=_In(source, reader, name))
         for klass in type(obj).__mro__:
+            k_held = _holder(klass)
             slots = klass.__dict__.get("__slots__", ())
+            self.guard(lambda k=k_held: k().__dict__.get("__slots__", ()), slots)
             for name in [slots] if isinstance(slots, str) else slots:
                 descriptor = klass.__dict__.get(name)
+                self.guard(lambda k=k_held, n=name: k().__dict__.get(n), descriptor)
                 if name in ("__dict__", "__weakref__") or not hasattr(descriptor, "__get__"):
                     continue
-                try:
-                    value = descriptor.__get__(obj, klass)
-                except AttributeError:
-                    value = _EMPTY_CELL
-                self.visit(value, key + ("slot", klass.__qualname__, name),
-                           _What(f"slot '{name}' of ", what), trail, names)
+                self.visit(_slot_value(descriptor, obj, klass),
+                           key + ("slot", klass.__qualname__, name),
+                           _What(f"slot '{name}' of ", what), trail, names,
+                           read=lambda d=descriptor, k=k_held: _slot_value(d, _live(held()), k()))
 
     # -- entry point ---------------------------------------------------------
     def walk(self, origin: Any) -> None:
         config = jax_trace_config()
+        values = jax_trace_config_values()
+        self.guard(jax_trace_config_values, values, check=_equals(values))
         self.record(("jax config",), "JAX configuration", "config", config, config)
         self.visit(origin, ("origin",), "traced callable", (), ())
 
@@ -731,16 +1095,17 @@ class DependencyRecord:
     """
 
     def __init__(self, origin_ref: Callable[[], Any], origin_text: str,
-                 entries: list[_Entry]) -> None:
+                 entries: list[_Entry], guards: _Guards | None = None) -> None:
         self._origin_ref = origin_ref
         self._origin_text = origin_text
         self._entries = entries
         self._by_key = {e.key: e for e in entries}
+        self._guards = guards  # see "Guards"; None: walk on every check
 
     @classmethod
     def capture(cls, fun: Any, *, strong: bool = False) -> DependencyRecord:
         """Snapshot everything `fun` can reach that can change a trace."""
-        walker = _Walker(capture=True)
+        walker = _Walker(capture=True, guards=True)
         walker.walk(fun)
         ref: Callable[[], Any] | None = None
         if not strong:
@@ -751,7 +1116,12 @@ class DependencyRecord:
                 pass
         if ref is None:
             ref = lambda: fun  # noqa: E731 - a strong reference with the same interface
-        return cls(ref, _short(fun), walker.entries)
+        return cls(ref, _short(fun), walker.entries, walker.finished_guards())
+
+    def _guards_hold(self) -> bool:
+        """True when every guard holds: the record holds (False: walk to know)."""
+        guards = self._guards
+        return guards is not None and guards.hold()
 
     def changes(self, *, memo: dict | None = None) -> list[Change]:
         """What differs from the snapshot; [] when the record still holds.
@@ -764,7 +1134,21 @@ class DependencyRecord:
         if origin is None:
             return [Change(f"traced callable {self._origin_text}", self._origin_text,
                            "<garbage collected>", None)]
-        walker = _Walker(capture=False, memo=memo)
+        if self._guards_hold():
+            if _VERIFY_GUARDS:
+                found = self._walk_changes(origin, memo)[0]
+                assert not found, (
+                    f"jaxworld internal error: the guards of {self!r} held but a walk found "
+                    f"changes: {found}")
+            return []
+        out, guards = self._walk_changes(origin, memo)
+        if not out:
+            self._guards = guards  # e.g. an equal value bound anew: the guards follow it now
+        return out
+
+    def _walk_changes(self, origin: Any,
+                      memo: dict | None) -> tuple[list[Change], _Guards | None]:
+        walker = _Walker(capture=False, memo=memo, guards=True)
         walker.walk(origin)
         old = self._by_key
         seen: set[tuple[str, ...]] = set()
@@ -793,7 +1177,7 @@ class DependencyRecord:
                     and entry.key not in reported):
                 reported.add(entry.key)
                 out.append(Change(str(entry.what), entry.text or "?", "<no longer reached>", None))
-        return out
+        return out, walker.finished_guards()
 
     def describe(self) -> list[str]:
         """One human-readable line per dependency (absent globals and builtins summarised)."""

@@ -8,6 +8,10 @@ import jaxworld
 # Implicit rank promotion hides shape bugs; jaxworld must behave like plain JAX under it.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+# Dependency records answer "unchanged" from their guards without walking (`_deps`, "Guards").
+# In the tests, every such answer is checked against a full walk: a disagreement fails loudly.
+jaxworld._deps._VERIFY_GUARDS = True
+
 
 @pytest.fixture(params=[False, True], ids=["x32", "x64"])
 def x64(request):

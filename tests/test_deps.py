@@ -716,3 +716,118 @@ def test_describe_lines_are_strings():
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# ---------------------------------------------------------------------------
+# Guards: the fast "unchanged" (every answer they give is also checked against a
+# full walk in the test suite, tests/conftest.py)
+
+_GUARDED_SOURCES = {
+    "helpers and globals": """
+        scale = 2.0
+        def helper(x):
+            return jnp.sin(x) * scale
+        def f(x):
+            return helper(x) + jnp.sum(x)
+    """,
+    "closure cell and defaults": """
+        def make(k):
+            def f(x, p=3.0, *, q=(1, [2.0])):
+                return x * k * p
+            return f
+        f = make(4.0)
+    """,
+    "containers and a numpy array": """
+        table = {"a": [1.0, 2.0], "b": (3.0, np.arange(3.0))}
+        weights = np.ones(4)
+        def f(x):
+            return x * table["a"][0] + weights.sum()
+    """,
+    "callable object of a user class": """
+        class Model:
+            __slots__ = ("w", "__dict__")
+            def __init__(self):
+                self.w = 2.0
+                self.bias = 1.0
+            def act(self, x):
+                return jnp.tanh(x)
+            def __call__(self, x):
+                return self.act(x) * self.w + self.bias
+        f = Model()
+    """,
+    "partial, jit-wrapped and custom_jvp helpers": """
+        import functools
+        @jax.custom_jvp
+        def soft(x):
+            return jnp.log1p(jnp.exp(x))
+        soft.defjvp(lambda p, t: (soft(p[0]), t[0] * jax.nn.sigmoid(p[0])))
+        jitted = jax.jit(lambda x: x * 2.0)
+        scaled = functools.partial(jnp.multiply, 3.0)
+        def f(x):
+            return soft(jitted(scaled(x)))
+    """,
+}
+
+
+@pytest.mark.parametrize("source", list(_GUARDED_SOURCES), ids=list(_GUARDED_SOURCES))
+def test_guards_hold_while_nothing_changes(source):
+    ns = notebook(_GUARDED_SOURCES[source])
+    rec = DependencyRecord.capture(ns["f"])
+    assert rec._guards is not None, "this record should be guardable"
+    assert rec._guards_hold()
+    assert rec.changes() == []
+    assert rec._guards_hold()
+
+
+def test_guards_fail_on_a_change_and_the_walk_decides():
+    ns = notebook(_GUARDED_SOURCES["helpers and globals"])
+    rec = DependencyRecord.capture(ns["f"])
+    ns["scale"] = float("2.0")  # an equal value bound anew: no change, but a new object
+    ns["scale"] = 2.0 + 0.0 * len(ns)
+    assert not rec._guards_hold()
+    assert rec.changes() == []
+    assert rec._guards_hold()  # re-armed from that walk
+    ns["scale"] = 3.0
+    assert not rec._guards_hold()
+    assert "scale" in whats(rec.changes())
+
+
+def test_guards_see_in_place_mutation_of_containers_and_arrays():
+    ns = notebook(_GUARDED_SOURCES["containers and a numpy array"])
+    rec = DependencyRecord.capture(ns["f"])
+    ns["table"]["b"][1][0] = 5.0  # inside a tuple inside a dict
+    assert not rec._guards_hold()
+    assert rec.changes()
+    rec = DependencyRecord.capture(ns["f"])
+    ns["table"]["a"].append(4.0)
+    assert not rec._guards_hold()
+    assert rec.changes()
+    rec = DependencyRecord.capture(ns["f"])
+    ns["weights"][0] = 2.0
+    assert not rec._guards_hold()
+    assert rec.changes()
+
+
+def test_guards_see_methods_slots_and_class_changes():
+    ns = notebook(_GUARDED_SOURCES["callable object of a user class"])
+    model = ns["f"]
+    for mutate in (lambda: setattr(model, "w", 5.0),
+                   lambda: setattr(model, "bias", 5.0),
+                   lambda: setattr(type(model), "act", lambda self, x: x),
+                   lambda: setattr(model, "extra", 1)):
+        rec = DependencyRecord.capture(model)
+        assert rec._guards_hold()
+        mutate()
+        assert not rec._guards_hold()
+        assert rec.changes()
+
+
+def test_guards_are_disarmed_when_an_object_they_compare_dies():
+    ns = notebook(_GUARDED_SOURCES["helpers and globals"])
+    rec = DependencyRecord.capture(ns["f"])
+    assert rec._guards_hold()
+    del ns["helper"]  # the only reference: its id could now be reused by a new object
+    gc.collect()
+    assert not rec._guards.armed[0]
+    assert not rec._guards_hold()
+    assert "helper" in whats(rec.changes())
