@@ -72,6 +72,7 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import itertools
 import operator
 import os
 import sys
@@ -544,28 +545,32 @@ class _Guards:
     """The guards of one walk: checks, and what their object ids refer to.
 
     Every object a guard compares by id is kept: strongly when Python cannot refer to it weakly,
-    otherwise weakly with a callback that disarms all the guards when it dies — so an id seen
-    again is always the same object.
+    otherwise weakly, and the guards hold only while all of those are alive — so an id seen again
+    is the same object. (Checked after the ids: an object alive at the end was alive at its
+    comparison. Weak references without callbacks: a callback would run Python code whenever a
+    user's rebinding frees an old helper, in the middle of their dict update.)
     """
 
-    __slots__ = ("checks", "groups", "reads", "read_ids", "keep", "armed", "_disarm")
+    __slots__ = ("checks", "groups", "reads", "read_ids", "keep", "weak")
 
     def __init__(self) -> None:
         self.checks: list[Callable[[], bool]] = []
         self.groups: dict[Any, tuple[Callable[[], Any], list[str], list[int]]] = {}
         self.reads: list[Callable[[], Any]] = []  # reads checked by identity, all at once
         self.read_ids: list[int] = []
-        self.keep: list[Any] = []
-        self.armed = [True]
-        armed = self.armed
-        self._disarm = lambda _ref: armed.__setitem__(0, False)
+        self.keep: list[Any] = []  # strong references
+        self.weak: list[weakref.ref] | tuple[weakref.ref, ...] = []
 
     def ident(self, value: Any) -> int:
         try:
-            self.keep.append(weakref.ref(value, self._disarm))
+            self.weak.append(weakref.ref(value))
         except TypeError:
             self.keep.append(value)
         return id(value)
+
+    def alive(self) -> bool:
+        """Whether every weakly kept object is still alive (C speed: no Python frame per item)."""
+        return not any(map(operator.is_, map(operator.call, self.weak), itertools.repeat(None)))
 
     def finish(self) -> _Guards:
         checks = [_group_check(namespace, tuple(names), tuple(ids))
@@ -575,18 +580,17 @@ class _Guards:
             checks.append(lambda: tuple(map(id, map(operator.call, reads))) == ids)
         self.checks[:0] = checks  # the cheap, C-speed checks first
         self.groups, self.reads, self.read_ids = {}, [], []
+        self.weak = tuple(self.weak)
         return self
 
     def hold(self) -> bool:
-        if not self.armed[0]:
-            return False
         try:
             for check in self.checks:
                 if not check():
                     return False
         except Exception:  # a read that fails (a freed object, a raising descriptor): walk
             return False
-        return True
+        return self.alive()
 
 
 class _Walker:

@@ -39,6 +39,10 @@ _entry_ids = itertools.count()
 # Input signatures kept per wrapped function (oldest dropped first), so that calls with ever-new
 # shapes cannot grow memory without bound (issue #7, memory).
 _MAX_ENTRIES = 512
+# Traces of one re-trace, at most, while other threads keep changing what it depends on. A function
+# that changes its own dependencies while being traced (a global counter it increments) is traced
+# this many times, and then re-traced by every advance, as before.
+_TRACE_ATTEMPTS = 3
 
 
 class _Entry:
@@ -165,11 +169,20 @@ class _Entry:
     def _retrace(self, e: int) -> OpaqueClosure:
         self.tracing = True
         try:
-            record = DependencyRecord.capture(self.owner.__wrapped__)
-            jaxpr, in_tree, out_tree = self.trace_fn()
+            for _ in range(_TRACE_ATTEMPTS):
+                record = DependencyRecord.capture(self.owner.__wrapped__)
+                # A record that cannot even confirm itself (unverifiable values) cannot tell a
+                # concurrent change either: trace once, as it reports a change at every advance.
+                check_after = not record.changes()
+                jaxpr, in_tree, out_tree = self.trace_fn()
+                _stats.count("traces", self.owner)
+                # Another thread may have rebound what the trace read while it ran (a notebook
+                # cell executing during a call): the trace could mix two versions of the code.
+                # Accept it only if everything it depends on is as it was before.
+                if not check_after or not record.changes():
+                    break
         finally:
             self.tracing = False
-        _stats.count("traces", self.owner)
         closure = OpaqueClosure(jaxpr, origin=self.owner.__wrapped__, epoch=e, entry=self,
                                 in_tree=in_tree, out_tree=out_tree,
                                 name=self.owner.__qualname__)

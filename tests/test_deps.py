@@ -828,6 +828,6 @@ def test_guards_are_disarmed_when_an_object_they_compare_dies():
     assert rec._guards_hold()
     del ns["helper"]  # the only reference: its id could now be reused by a new object
     gc.collect()
-    assert not rec._guards.armed[0]
+    assert not rec._guards.alive()
     assert not rec._guards_hold()
     assert "helper" in whats(rec.changes())

@@ -216,3 +216,30 @@ def test_change_found_by_a_trace_during_advance_still_invalidates_jit():
         assert not t.is_alive(), "deadlock: a thread did not finish"
     assert not reader_errors and not writer_errors, reader_errors + writer_errors
     np.testing.assert_allclose(jit_f(X), _fresh_oracle(ns), rtol=2e-5, atol=2e-5)
+
+
+def test_a_trace_that_overlaps_a_redefinition_is_traced_again():
+    # A notebook cell runs in one thread while another thread's call traces `f`: the trace reads
+    # `a` before the cell and `b` after it. Kept, that trace would answer a mix of two versions;
+    # jaxworld sees that what the trace depends on changed while it ran, and traces again.
+    started, release = threading.Event(), threading.Event()
+    ns = notebook("""
+        def f(x):
+            return jnp.sum(a(x) * b(x))
+    """)
+    ns["a"] = _blocking(lambda x: jnp.sin(x), started, release)
+    ns["b"] = lambda x: x ** 2
+    wf = jaxworld.wrap(ns["f"])
+    answers: list = []
+    caller, caller_errors = _run(lambda: answers.append(np.asarray(wf(X))))
+    assert started.wait(JOIN_TIMEOUT_S)  # inside the trace, between reading `a` and `b`
+    ns.update({"a": lambda x: jnp.cos(x), "b": lambda x: x ** 3})  # the cell, all at once
+    release.set()
+    caller.join(JOIN_TIMEOUT_S)
+    assert not caller.is_alive() and not caller_errors, caller_errors
+    old = np.sum(np.sin(np.asarray(X)) * np.asarray(X) ** 2)
+    new = np.sum(np.cos(np.asarray(X)) * np.asarray(X) ** 3)
+    mixed = np.sum(np.sin(np.asarray(X)) * np.asarray(X) ** 3)
+    assert not np.isclose(mixed, new) and not np.isclose(mixed, old)
+    np.testing.assert_allclose(answers[0], new, rtol=2e-5, atol=2e-5)
+    assert jaxworld.stats(wf)["traces"] == 2
