@@ -1141,9 +1141,12 @@ class DependencyRecord:
         if self._guards_hold():
             if _VERIFY_GUARDS:
                 found = self._walk_changes(origin, memo)[0]
-                assert not found, (
+                # Another thread may have changed something between the two checks: then the
+                # guards fail now too, and the change is real.
+                assert not found or not self._guards_hold(), (
                     f"jaxworld internal error: the guards of {self!r} held but a walk found "
                     f"changes: {found}")
+                return found
             return []
         out, guards = self._walk_changes(origin, memo)
         if not out:
