@@ -137,6 +137,15 @@ def _run(target, *args) -> tuple[threading.Thread, list[BaseException]]:
     return thread, errors
 
 
+def _join(*runs: tuple[threading.Thread, list[BaseException]]) -> None:
+    """Join the threads `_run` started: none may hang, none may raise."""
+    for thread, _ in runs:
+        thread.join(JOIN_TIMEOUT_S)
+        assert not thread.is_alive(), "deadlock: a thread did not finish"
+    errors = [e for _, errs in runs for e in errs]
+    assert not errors, errors
+
+
 def _wait_for_epoch(e: int) -> None:
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     while jaxworld.epoch() < e:
@@ -170,10 +179,7 @@ def test_advance_during_a_retrace_still_invalidates_jit():
     _wait_for_epoch(e + 1)
     time.sleep(0.2)  # let the writer reach the entry the reader holds
     release.set()
-    for t in (reader, writer):
-        t.join(JOIN_TIMEOUT_S)
-        assert not t.is_alive(), "deadlock: a thread did not finish"
-    assert not reader_errors and not writer_errors, reader_errors + writer_errors
+    _join((reader, reader_errors), (writer, writer_errors))
     np.testing.assert_allclose(jitted(X), _fresh_oracle(ns), rtol=2e-5, atol=2e-5)
 
 
@@ -211,10 +217,7 @@ def test_change_found_by_a_trace_during_advance_still_invalidates_jit():
     np.testing.assert_allclose(jax.jit(lambda x: wrapped_f(x))(X), _fresh_oracle(ns),
                                rtol=2e-5, atol=2e-5)
     release.set()
-    for t in (reader, writer):
-        t.join(JOIN_TIMEOUT_S)
-        assert not t.is_alive(), "deadlock: a thread did not finish"
-    assert not reader_errors and not writer_errors, reader_errors + writer_errors
+    _join((reader, reader_errors), (writer, writer_errors))
     np.testing.assert_allclose(jit_f(X), _fresh_oracle(ns), rtol=2e-5, atol=2e-5)
 
 
@@ -235,8 +238,7 @@ def test_a_trace_that_overlaps_a_redefinition_is_traced_again():
     assert started.wait(JOIN_TIMEOUT_S)  # inside the trace, between reading `a` and `b`
     ns.update({"a": lambda x: jnp.cos(x), "b": lambda x: x ** 3})  # the cell, all at once
     release.set()
-    caller.join(JOIN_TIMEOUT_S)
-    assert not caller.is_alive() and not caller_errors, caller_errors
+    _join((caller, caller_errors))
     old = np.sum(np.sin(np.asarray(X)) * np.asarray(X) ** 2)
     new = np.sum(np.cos(np.asarray(X)) * np.asarray(X) ** 3)
     mixed = np.sum(np.sin(np.asarray(X)) * np.asarray(X) ** 3)
