@@ -605,6 +605,7 @@ class _Walker:
         self._depth = 0
         # When asked for and the walk can be guarded (see "Guards").
         self.guards: _Guards | None = _Guards() if guards else None
+        self.verifiable = True  # False once a token is `_Unverifiable`
 
     def guard(self, read: _In | Callable[[], Any] | None, value: Any,
               check: Callable[[Any], bool] | None = None) -> None:
@@ -646,7 +647,9 @@ class _Walker:
                 held = _holder(value)
                 g.checks.append(lambda: content(held()))
 
-    def unguardable(self) -> None:
+    def unverifiable(self) -> None:
+        """A value could not be inspected: the record reports a change at every check."""
+        self.verifiable = False
         self.guards = None
 
     def finished_guards(self) -> _Guards | None:
@@ -695,7 +698,7 @@ class _Walker:
             entry.token = self._token(value, key, what, trail, names)
         except Exception:  # an object that resists inspection: never trusted
             entry.token = _Unverifiable()
-            self.unguardable()
+            self.unverifiable()
         self._fill(entry, value)
         return entry.token
 
@@ -707,7 +710,7 @@ class _Walker:
         if self._depth >= _MAX_DEPTH:
             # Deeper than the recursion we allow (a long linked structure):
             # unverifiable, so the record conservatively reports a change.
-            self.unguardable()
+            self.unverifiable()
             return _Unverifiable()
         self._depth += 1
         try:
@@ -1099,12 +1102,15 @@ class DependencyRecord:
     """
 
     def __init__(self, origin_ref: Callable[[], Any], origin_text: str,
-                 entries: list[_Entry], guards: _Guards | None = None) -> None:
+                 entries: list[_Entry], guards: _Guards | None = None,
+                 verifiable: bool = True) -> None:
         self._origin_ref = origin_ref
         self._origin_text = origin_text
         self._entries = entries
         self._by_key = {e.key: e for e in entries}
         self._guards = guards  # see "Guards"; None: walk on every check
+        # False when a value could not be inspected: every check then reports a change.
+        self.verifiable = verifiable
 
     @classmethod
     def capture(cls, fun: Any, *, strong: bool = False) -> DependencyRecord:
@@ -1120,7 +1126,7 @@ class DependencyRecord:
                 pass
         if ref is None:
             ref = lambda: fun  # noqa: E731 - a strong reference with the same interface
-        return cls(ref, _short(fun), walker.entries, walker.finished_guards())
+        return cls(ref, _short(fun), walker.entries, walker.finished_guards(), walker.verifiable)
 
     def _guards_hold(self) -> bool:
         """True when every guard holds: the record holds (False: walk to know)."""

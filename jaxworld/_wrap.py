@@ -171,15 +171,14 @@ class _Entry:
         try:
             for _ in range(_TRACE_ATTEMPTS):
                 record = DependencyRecord.capture(self.owner.__wrapped__)
-                # A record that cannot even confirm itself (unverifiable values) cannot tell a
-                # concurrent change either: trace once, as it reports a change at every advance.
-                check_after = not record.changes()
                 jaxpr, in_tree, out_tree = self.trace_fn()
                 _stats.count("traces", self.owner)
                 # Another thread may have rebound what the trace read while it ran (a notebook
                 # cell executing during a call): the trace could mix two versions of the code.
-                # Accept it only if everything it depends on is as it was before.
-                if not check_after or not record.changes():
+                # Accept it only if everything it depends on is as it was before. (A record
+                # with unverifiable values reports a change at every check, so it cannot tell:
+                # trace once, as it re-traces at every advance anyway.)
+                if not record.verifiable or not record.changes():
                     break
         finally:
             self.tracing = False

@@ -304,7 +304,9 @@ def test_deeply_nested_structures_do_not_crash_and_are_conservative():
         node = node.next
     node.value = -1.0  # 40 objects down: still verified precisely
     assert "field 'value'" in whats(rec.changes())
+    assert rec.verifiable
     rec_deep = DependencyRecord.capture(ns["g"])  # too deep to verify: always reported
+    assert not rec_deep.verifiable
     assert "global 'deep'" in whats(rec_deep.changes())
 
 

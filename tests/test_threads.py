@@ -245,3 +245,18 @@ def test_a_trace_that_overlaps_a_redefinition_is_traced_again():
     assert not np.isclose(mixed, new) and not np.isclose(mixed, old)
     np.testing.assert_allclose(answers[0], new, rtol=2e-5, atol=2e-5)
     assert jaxworld.stats(wf)["traces"] == 2
+
+
+def test_an_unverifiable_function_is_traced_once():
+    # Its record reports a change at every check (a value nested too deeply to inspect), so the
+    # check after tracing cannot tell a concurrent change: one trace, not _TRACE_ATTEMPTS.
+    ns = notebook("""
+        deep = []
+        for _ in range(2000):
+            deep = [deep]
+        def f(x):
+            return x * 2.0 if deep else x
+    """)
+    wf = jaxworld.wrap(ns["f"])
+    np.testing.assert_allclose(wf(X), 2.0 * np.asarray(X))
+    assert jaxworld.stats(wf)["traces"] == 1
