@@ -273,3 +273,13 @@ def parametrize(patterns, preparations=PREPARATIONS):
 def reach_switched_off(monkeypatch) -> None:
     """Turn the new capture off (the switch the issue #11 fix adds to `jaxworld._deps`)."""
     monkeypatch.setattr(jaxworld._deps.settings, "reach", False)
+
+
+def prepare_plain_jax_traced_fresh(p: Pattern, w) -> Callable:
+    """Not jaxworld: plain JAX traced fresh at every call (the oracle as a preparation). Checks
+    of the harness use it: a correct implementation must pass `check`."""
+    fun = w.__wrapped__
+
+    def run(*args):
+        return p.fresh({"f": fun})(*args)
+    return run

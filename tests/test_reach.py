@@ -26,14 +26,16 @@ import jaxworld
 from .helpers import assert_trees_close, notebook
 from .reach_helpers import (
     PREPARATIONS,
-    X,
     Pattern,
+    X,
     check,
     dot_precisions,
     parametrize,
     prepare_jit_of_jax_transform,
+    prepare_plain_jax_traced_fresh,
     reach_switched_off,
 )
+
 
 def x64_on():
     return jax.enable_x64(True)
@@ -102,7 +104,7 @@ def _sys_modules_setup() -> str:
 
 
 PATTERNS = (
-    # -- A model passed as an argument ---------------------------------------------------------
+    # -- A model passed as an argument ------------------------------------------------------------
     Pattern("pytree_node_class_argument_method_calls_redefined_helper", _HELPER + """
         @jax.tree_util.register_pytree_node_class
         class Model:
@@ -119,7 +121,7 @@ PATTERNS = (
             return jnp.sum(model(x) ** 2)
         args = (Model(jnp.array([1.0, 2.0, -0.5])), jnp.asarray(X))
     """, _NEW_HELPER, argnums=1),
-    # -- Functions that arrive as static arguments ----------------------------------------------
+    # -- Functions that arrive as static arguments ------------------------------------------------
     Pattern("static_function_argument_calls_redefined_helper", _HELPER + """
         def loss_fn(x):
             return jnp.sum(act(x) ** 2)
@@ -151,7 +153,7 @@ PATTERNS = (
         f = Model.loss
         args = (model, jnp.asarray(X))
     """, "model.w = 5.0", argnums=1, static_argnums=(0,)),
-    # -- User classes taken for library code -----------------------------------------------------
+    # -- User classes taken for library code ------------------------------------------------------
     Pattern("class_whose_first_method_is_jax_named_call", _HELPER + """
         class Layer:
             @jax.named_call
@@ -178,7 +180,7 @@ PATTERNS = (
             return jnp.sum(layer(x) ** 2)
         args = (jnp.asarray(X),)
     """, _NEW_HELPER),
-    # -- Library objects that hold user code or user data ---------------------------------------
+    # -- Library objects that hold user code or user data -----------------------------------------
     Pattern("simplenamespace_config_read_in_a_method", _CONFIG_CLASS + """
         class Model:
             def __init__(self, cfg):
@@ -284,7 +286,7 @@ PATTERNS = (
             return jnp.sum(mode.apply(x) ** 2)
         args = (jnp.asarray(X),)
     """, _NEW_HELPER),
-    # -- Edge cases ---------------------------------------------------------------------------------
+    # -- Edge cases -------------------------------------------------------------------------------
     Pattern("metaclass_attribute", """
         class Meta(type):
             scale = 2.0
@@ -315,14 +317,14 @@ PATTERNS = (
             return jnp.sum(jnp.asarray(m.filled(0.0)) * jnp.sin(x) ** 2)
         args = (jnp.asarray(X),)
     """, "m.mask[1] = True", reach=False),
-    # -- A guard that holds when it must not ---------------------------------------------------------
+    # -- A guard that holds when it must not ------------------------------------------------------
     Pattern("set_whose_member_is_freed_and_its_id_reused", """
         weights = {np.float32(2.0)}
         def f(x):
             return jnp.sum(sum(float(v) for v in weights) * jnp.sin(x) ** 2)
         args = (jnp.asarray(X),)
     """, free_a_set_member_and_reuse_its_id, reach=False),
-    # -- JAX configuration set by context managers (the entry key, no advance needed) --------------
+    # -- JAX configuration set by context managers (the entry key, no advance needed) -------------
     Pattern("closure_traced_inside_enable_x64_called_outside", """
         def make():
             scale = 1.5
@@ -344,20 +346,20 @@ PATTERNS = (
         args = (jnp.asarray(X),)
     """, None, reach=False, after=highest_precision, needs_advance=False,
             observe=dot_precisions),
-    # -- Flags that JAX leaves out of its own cache key ----------------------------------------------
+    # -- Flags that JAX leaves out of its own cache key -------------------------------------------
     Pattern("jax_default_prng_impl_changed", """
         def f(x):
             return jnp.sum(x * jax.random.normal(jax.random.key(0), (3,)))
         args = (jnp.asarray(X),)
     """, switch_prng_impl, kind="grad", reach=False),
-    # -- Static keys at least as exact as jax.jit's ----------------------------------------------------
+    # -- Static keys at least as exact as jax.jit's -----------------------------------------------
     Pattern("static_keys_1_and_true_are_separate_entries", """
         def f(x, n):
             return jnp.sum(x ** 3) * (3.0 if isinstance(n, bool) else float(n))
         args = (jnp.asarray(X), 1)
     """, "after_args = (args[0], True)", static_argnums=(1,), reach=False,
             needs_advance=False),
-    # -- NumPy constants inside sub-jaxprs -------------------------------------------------------------
+    # -- NumPy constants inside sub-jaxprs --------------------------------------------------------
     Pattern("numpy_constant_in_a_jitted_helper_edited_in_place", """
         W = np.array([1.0, 2.0, 3.0], dtype=np.float32)
         @jax.jit
@@ -461,3 +463,12 @@ def test_noop_advance_retraces_nothing_with_realistic_globals():
     assert jaxworld.stats(w)["restamps"] >= 1  # the record was checked and held
     assert len(outer_traces) == 1  # jax.jit did not re-trace...
     assert P._cache_size() == compiled  # ...nor compile again
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pattern", [p for p in PATTERNS if not p.new_preparation_sees_old_world],
+                         ids=str)
+def test_the_check_passes_for_plain_jax_traced_fresh(pattern):
+    """The harness itself: a preparation that is right in every world (plain JAX traced anew at
+    each call) passes every check, so a failure above is jaxworld's, not the table's."""
+    check(pattern, prepare_plain_jax_traced_fresh)

@@ -24,11 +24,12 @@ import jaxworld
 from ..helpers import assert_trees_close, notebook
 from ..reach_helpers import (
     PREPARATIONS,
-    X,
     Pattern,
+    X,
     check,
     parametrize,
     prepare_jit_of_jax_transform,
+    prepare_plain_jax_traced_fresh,
     reach_switched_off,
 )
 
@@ -155,6 +156,13 @@ def test_without_the_new_capture_the_model_pattern_is_stale_other_preparations(
         check(pattern, prepare)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("pattern", PATTERNS, ids=str)
+def test_the_check_passes_for_plain_jax_traced_fresh(pattern):
+    """The harness itself: plain JAX traced anew at each call passes every check."""
+    check(pattern, prepare_plain_jax_traced_fresh)
+
+
 REALISTIC_GLOBALS = """
     import logging
     logger = logging.getLogger("jaxworld.tests.reach_models")
@@ -170,7 +178,8 @@ REALISTIC_GLOBALS = """
         updates, _ = optimizer.update(h, opt_state)
         noise = jax.random.normal(keys[2], (3,))
         total = sum(jnp.sum(a * x) for a in arrays)
-        return config["scale"] * jnp.sum(h ** 2) + jnp.sum(updates * x) + jnp.sum(noise * x ** 3) + total
+        return (config["scale"] * jnp.sum(h ** 2) + jnp.sum(updates * x)
+                + jnp.sum(noise * x ** 3) + total)
 """
 
 
