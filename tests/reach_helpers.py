@@ -211,10 +211,11 @@ def prepare_eager_jax_transform(p: Pattern, w) -> Callable:
     return p.transform(w)
 
 
+# T is the row's transformation: jax.hessian, jax.grad, or none (a value).
 PREPARATIONS = {
-    "jit(hessian(wrap(f)))": prepare_jit_of_jax_transform,
-    "jaxworld.hessian(f)": prepare_jaxworld_operator,
-    "eager hessian(wrap(f))": prepare_eager_jax_transform,
+    "jax.jit(T(wrap(f)))": prepare_jit_of_jax_transform,
+    "jaxworld.T(f)": prepare_jaxworld_operator,
+    "eager T(wrap(f))": prepare_eager_jax_transform,
 }
 
 

@@ -83,7 +83,7 @@ _NEW_HELPER = """
 def act(v):
     return 2.0 * jnp.cos(v) + 0.5 * v ** 2
 """
-_CONFIG_CLASS = """
+_CONFIG = """
         cfg = types.SimpleNamespace(scale=2.0)
 """
 
@@ -181,7 +181,7 @@ PATTERNS = (
         args = (jnp.asarray(X),)
     """, _NEW_HELPER),
     # -- Library objects that hold user code or user data -----------------------------------------
-    Pattern("simplenamespace_config_read_in_a_method", _CONFIG_CLASS + """
+    Pattern("simplenamespace_config_read_in_a_method", _CONFIG + """
         class Model:
             def __init__(self, cfg):
                 self.cfg = cfg
@@ -193,7 +193,7 @@ PATTERNS = (
         args = (jnp.asarray(X),)
     """, "cfg.scale = 5.0",
             reach=False),
-    Pattern("simplenamespace_config_read_in_a_callee", _CONFIG_CLASS + """
+    Pattern("simplenamespace_config_read_in_a_callee", _CONFIG + """
         def scaled(c, x):
             return c.scale * jnp.sin(x)
         class Model:
@@ -206,7 +206,7 @@ PATTERNS = (
             return jnp.sum(model(x) ** 2)
         args = (jnp.asarray(X),)
     """, "cfg.scale = 5.0"),
-    Pattern("wrap_of_a_model_object_holding_a_config", _CONFIG_CLASS + """
+    Pattern("wrap_of_a_model_object_holding_a_config", _CONFIG + """
         class Model:
             def __init__(self, cfg):
                 self.cfg = cfg
@@ -216,7 +216,7 @@ PATTERNS = (
         args = (jnp.asarray(X),)
     """, "cfg.scale = 5.0",
             reach=False),
-    Pattern("wrap_of_functools_partial_with_a_config", _CONFIG_CLASS + """
+    Pattern("wrap_of_functools_partial_with_a_config", _CONFIG + """
         def loss(c, x):
             return jnp.sum(c.scale * jnp.sin(x) ** 2)
         f = functools.partial(loss, cfg)
@@ -379,7 +379,7 @@ def test_pattern(pattern, prepare):
     check(pattern, prepare)
 
 
-@parametrize(REACH_PATTERNS, {"jit(hessian(wrap(f)))": prepare_jit_of_jax_transform})
+@parametrize(REACH_PATTERNS, {"jax.jit(T(wrap(f)))": prepare_jit_of_jax_transform})
 def test_without_the_new_capture_the_pattern_is_stale(pattern, prepare, monkeypatch):
     """The meta-test: with the capture of issue #11 switched off, each argument / object /
     library pattern's check fails, so the new capture is what makes it pass."""

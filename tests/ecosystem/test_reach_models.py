@@ -138,7 +138,7 @@ def test_model_pattern(pattern, prepare):
     check(pattern, prepare)
 
 
-@parametrize(REACH_PATTERNS, {"jit(hessian(wrap(f)))": prepare_jit_of_jax_transform})
+@parametrize(REACH_PATTERNS, {"jax.jit(T(wrap(f)))": prepare_jit_of_jax_transform})
 def test_without_the_new_capture_the_model_pattern_is_stale(pattern, prepare, monkeypatch):
     """The meta-test: with the capture of issue #11 switched off, each model pattern fails."""
     reach_switched_off(monkeypatch)
