@@ -205,7 +205,9 @@ class Walker:
         self._memo = {} if memo is None else memo  # id(array) -> (array, digest)
         self.entries: list[_Entry] = []
         self._done: dict[tuple, Any] = {}  # (id, tag) -> object, pinned so ids stay unique
-        self._active: set[int] = set()  # containers being tokenized (cycle guard)
+        # Containers being tokenized, by id, with their depth on the current path: a cycle's
+        # token says which container it closes on (re-pointing a cycle is a change).
+        self._active: dict[int, int] = {}
         self._depth = 0
         self.guards: _Guards | None = _Guards() if guards else None
         self.verifiable = True  # False once a token is `_Unverifiable`
@@ -512,9 +514,10 @@ def _ndarray(w: Walker, value: np.ndarray, at: At) -> Any:
 def _container(w: Walker, value: Any, at: At) -> Any:
     if type(value) not in _EXACT_CONTAINERS:
         w.subclass_parts(value, at)  # a NamedTuple's methods, a dict subclass's class
-    if id(value) in w._active:
-        return ("<cycle>", type(value))
-    w._active.add(id(value))
+    depth = w._active.get(id(value))
+    if depth is not None:
+        return ("<cycle>", type(value), len(w._active) - depth)
+    w._active[id(value)] = len(w._active)
     try:
         if isinstance(value, dict):
             items = []
@@ -534,7 +537,7 @@ def _container(w: Walker, value: Any, at: At) -> Any:
                 pass
         return (type(value), tuple(elems))
     finally:
-        w._active.discard(id(value))
+        del w._active[id(value)]
 
 
 TOKENIZERS: dict[type, Callable[[Walker, Any, At], Any]] = {
@@ -749,8 +752,15 @@ def _object(w: Walker, obj: Any, at: At) -> None:
             if name in fields:
                 w.visit(fields[name], at.down(("field", name),
                                               _What(f"field '{name}' of ", at.what)), read=read)
-            else:
-                w.guard(read, _ABSENT)
+                return
+            w.guard(read, _ABSENT)
+            slot = _slot_named(cls, name) if settings.reach else None
+            if slot is not None:  # a library class with __slots__ (issue #11)
+                klass, descriptor = slot
+                w.visit(_slot_value(descriptor, obj, klass),
+                        at.down(("slot", klass.__qualname__, name),
+                                _What(f"slot '{name}' of ", at.what)),
+                        read=lambda: _slot_value(descriptor, _live(held()), klass))
 
         w.named_attrs(obj, at, visit_name)
         if settings.reach:
@@ -792,6 +802,16 @@ def _code_bearing_fields(w: Walker, obj: Any, at: At) -> None:
             w.guard(read, value, check=lambda current, v=value: current is v and not _bears_code(v))
         else:
             w.guard(read, value)  # by identity (and contents, for containers)
+
+
+def _slot_named(cls: type, name: str) -> tuple[type, Any] | None:
+    """(class, descriptor) of the slot `name` along `cls`'s MRO, if there is one."""
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        if name in ([slots] if isinstance(slots, str) else slots):
+            descriptor = klass.__dict__.get(name)
+            return (klass, descriptor) if hasattr(descriptor, "__get__") else None
+    return None
 
 
 def _fields(w: Walker, obj: Any, at: At, user: bool) -> None:
