@@ -89,7 +89,15 @@ def _generated_by_python(fn: types.FunctionType) -> bool:
     return fn.__code__.co_filename == "<string>"
 
 
+def _generated_for_a_dataclass(fn: types.FunctionType) -> bool:
+    # `dataclasses` makes __init__/__eq__/... by exec; their code keeps the maker's qualname. They
+    # follow from the class's fields alone, which the class itself records.
+    return fn.__code__.co_qualname.startswith("__create_fn__.")
+
+
 def is_user_function(fn: types.FunctionType) -> bool:
+    if _generated_for_a_dataclass(fn):
+        return False
     if not _generated_by_python(fn):
         return is_user_file(fn.__code__.co_filename)
     namespace = fn.__globals__

@@ -73,8 +73,14 @@ def _checker(value: Any, depth: int = 0) -> Callable[[Any], bool]:
     return lambda current: same(current) and content(current)
 
 
+_NO_CONTENT = frozenset({type(None), bool, int, float, complex, str, bytes, type,
+                         types.FunctionType, types.ModuleType, types.MethodType})
+
+
 def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:
     """What of `value` a token folds in beyond its identity (mirrors `_container_token`)."""
+    if type(value) in _NO_CONTENT or value is _ABSENT:
+        return None  # the common cases first: nothing beyond identity
     if isinstance(value, np.ndarray):
         dtype, shape, digest = value.dtype, value.shape, _array_digest(value)
         return lambda a: a.dtype == dtype and a.shape == shape and _array_digest(a) == digest

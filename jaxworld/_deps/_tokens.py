@@ -61,7 +61,9 @@ _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _CONTAINERS = (tuple, list, dict, set, frozenset)
 _BORING_CLASS_ATTRS = frozenset(
     {"__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__annotations__",
-     "__slots__", "__firstlineno__", "__static_attributes__"})
+     "__slots__", "__firstlineno__", "__static_attributes__",
+     # dataclasses' bookkeeping: the defaults it holds are the class attributes themselves.
+     "__dataclass_params__", "__dataclass_fields__", "__match_args__"})
 _BORING_FUNCTION_ATTRS = frozenset(
     {"__module__", "__name__", "__qualname__", "__doc__", "__annotations__"})
 

@@ -763,7 +763,8 @@ def _object(w: Walker, obj: Any, at: At) -> None:
                         read=lambda: _slot_value(descriptor, _live(held()), klass))
 
         w.named_attrs(obj, at, visit_name)
-        if settings.reach:
+        if settings.reach and "__wrapped__" not in fields:
+            # (An object with __wrapped__, such as `jax.jit(f)`, holds its code there.)
             _code_bearing_fields(w, obj, at)
     wrapped = fields.get("__wrapped__")
     if "__wrapped__" not in at.names:
