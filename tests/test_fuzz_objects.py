@@ -27,13 +27,42 @@ from .fuzzing_objects import Case
 
 BOUNDED = 20
 
-# (pattern, change) kinds for which today's jaxworld gives a stale answer in at least one stack
-# and preparation (found by `python -m tests.fuzzing_objects`; issue #11, item 1).
-KNOWN_STALE: frozenset[tuple[str, str]] = frozenset()
+# (pattern, change) kinds for which today's jaxworld gives a stale answer (issue #11, item 1).
+# Found on jaxworld d91d743 by trying each kind in nine stacks x preparations, simplest first:
+# every kind here already fails in the simplest one, `wrap(f)(x)` called eagerly after the
+# change and `jaxworld.advance()`. The other kinds passed in all nine. (The nine ran with float64
+# inputs, with which every "x64" kind passes: the input's dtype follows the flag, a new input
+# signature. With a float32 input, every "x64" kind above is stale: `Case.x32_input`.)
+_STALE_CHANGES = {
+    "user_class": "x64",
+    "dataclass": "x64",
+    "namedtuple_argument": "helper float method numpy",
+    "namedtuple_static": "helper float method numpy x64",
+    "pytree_node_class": "helper float method numpy x64",
+    "pytree_dataclass": "helper float method numpy x64",
+    "eqx_module": "helper float method numpy x64",
+    "eqx_lambda": "helper float numpy x64",
+    "namespace_config": "field x64",
+    "functools_partial": "x64",
+    "tree_partial": "helper float numpy",
+    "static_function": "helper float numpy x64",
+    "static_object": "helper float field method numpy x64",
+    "config_context": "x64 prng",
+}
+KNOWN_STALE: frozenset[tuple[str, str]] = frozenset(
+    (pattern, change) for pattern, changes in _STALE_CHANGES.items() for change in changes.split())
 
-# One smallest failing case per kind of `KNOWN_STALE` (the simplest stack and preparation that
-# fails): each is stale today.
-MINIMAL_FAILURES: dict[str, Case] = {}
+# One smallest failing case per kind of `KNOWN_STALE`: the value of the wrapped function, called
+# eagerly. Each is stale today (strict xfail: it fails the suite once it passes).
+MINIMAL_FAILURES: dict[str, Case] = {
+    f"{pattern}-{change}": Case(pattern=pattern, change=change, stack="value",
+                                preparation="eager", x32_input=change == "x64")
+    for pattern, change in sorted(KNOWN_STALE)}
+# In the default run, one per pattern (the first change of `CHANGES` it is stale for); all of
+# them with `-m slow`.
+_DEFAULT_MINIMAL = {min((k for k in MINIMAL_FAILURES if k.startswith(p + "-")),
+                        key=lambda k: fo.CHANGES.index(k.split("-")[1]))
+                    for p in {p for p, _ in KNOWN_STALE}}
 
 
 def _check_outcomes(outcomes: list[fo.Outcome]) -> None:
@@ -59,21 +88,31 @@ def test_object_fuzz_long_run():
     _check_outcomes(outcomes)
 
 
-@pytest.mark.parametrize("name", sorted(MINIMAL_FAILURES))
+_STALE_TODAY = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="stale today: issue #11, item 1 (remove the kind from KNOWN_STALE once it passes)")
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[_STALE_TODAY] + ([] if name in _DEFAULT_MINIMAL
+                                               else [pytest.mark.slow]))
+    for name in sorted(MINIMAL_FAILURES)])
 def test_minimal_failure(name):
     fo.run_case(MINIMAL_FAILURES[name])
 
 
 def test_generator_covers_every_kind():
     """Every pattern, change, stack and preparation, and every pattern x change pair, is drawn."""
-    drawn = fo.generate(1500, seed=0)
+    pairs = [(p, c) for p in fo.PATTERNS for c in fo.applicable_changes(p)]
+    drawn = fo.generate(2 * len(pairs), seed=0)
     seen = {(c.pattern, c.change) for c in drawn}
-    expected = {(p, c) for p in fo.PATTERNS for c in fo.applicable_changes(p)}
+    expected = set(pairs)
     assert expected <= seen, f"never generated: {sorted(expected - seen)}"
     assert {c.stack for c in drawn} == set(fo.STACKS)
     assert {c.preparation for c in drawn} == set(fo.PREPARATIONS)
     assert {c.change for c in drawn} == set(fo.CHANGES)
     assert {c.x64 for c in drawn} == {False, True}
+    assert {c.x32_input for c in drawn} == {False, True}
     assert all(c.h_old != c.h_new and c.body_old != c.body_new for c in drawn)
 
 
@@ -82,6 +121,7 @@ def test_generation_is_reproducible():
     assert fo.generate(30, seed=5) != fo.generate(30, seed=6)
 
 
+@pytest.mark.slow
 def test_every_change_changes_plain_jax():
     """Each change kind moves plain JAX's answer: a stale jaxworld cannot pass unnoticed."""
     for pattern in fo.PATTERNS:
