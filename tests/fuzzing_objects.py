@@ -518,13 +518,15 @@ class Case:
             self.change_source().rstrip(),
             "jaxworld.advance()",
             "",
-            "# -- cell 4: called again, and plain JAX traced fresh in a fresh copy of the world --",
+            "# -- cell 4: called again; plain JAX traced fresh (a new lambda under jax.jit; the",
+            "# fuzzer itself runs cells 1 and 3 again in a fresh namespace for it) --",
             "with jax.enable_x64(X64):",
             f"    after = P(x_in{arg})",
-            f"    T = {spec.target}  # (the oracle re-executes cells 1 and 3 in a fresh namespace)",
-            *( [f"    A = {spec.argument}"] if static else []),
+            f"    T = {spec.target}",
+            *([f"    A = {spec.argument}"] if static else []),
             f"    expected = ({plain})({oracle_call})",
             "print(before, after, expected, sep='\\n')",
+            "assert np.asarray(after).dtype == np.asarray(expected).dtype, (after, expected)",
             "np.testing.assert_allclose(after, expected, rtol=2e-4, atol=2e-4)",
         ]
         return "\n".join(lines) + "\n"
