@@ -32,7 +32,8 @@ The long run (each chunk is one seeded hypothesis run; failures are collected, n
     python -m tests.fuzzing_objects --examples 10000 --seed 0 --fast-compile --log /tmp/objfuzz.log
 
 prints each failing case's program, a table of failures per pattern and change, and a last line
-``N passed, M failed``.
+``N passed, M failed, K uninformative`` (uninformative: the change did not move plain JAX's
+answer beyond the tolerance, about 1 case in 200, so the case could not tell stale from fresh).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import collections
 import dataclasses
 import functools
 import os
+import random
 import resource
 import sys
 import textwrap
@@ -457,7 +459,9 @@ class Case:
         if self.change == "field":
             return spec.field.format(s=repr(self.s_new)) + "\n"
         if self.change == "method":
-            return spec.method.format(body=self._body(self.body_new))
+            # The added term keeps the new method apart from the old one near v = 0 (where
+            # `jnp.sin(h(v))` and `h(v)` agree to the comparison's tolerance).
+            return spec.method.format(body=self._body(self.body_new) + " + 0.5 * jnp.sin(v)")
         if self.change == "numpy":
             return (f"M[...] = np.random.default_rng({self.seed + 1}).standard_normal("
                     f"({self.n}, {self.n})) / {self.n}  # in place\n")
@@ -517,13 +521,15 @@ class Case:
             self.change_source().rstrip(),
             "jaxworld.advance()",
             "",
-            "# -- cell 4: called again, and plain JAX traced fresh in a fresh copy of the world --",
+            "# -- cell 4: called again; plain JAX traced fresh (a new lambda under jax.jit; the",
+            "# fuzzer itself runs cells 1 and 3 again in a fresh namespace for it) --",
             "with jax.enable_x64(X64):",
             f"    after = P(x_in{arg})",
-            f"    T = {spec.target}  # (the oracle re-executes cells 1 and 3 in a fresh namespace)",
-            *( [f"    A = {spec.argument}"] if static else []),
+            f"    T = {spec.target}",
+            *([f"    A = {spec.argument}"] if static else []),
             f"    expected = ({plain})({oracle_call})",
             "print(before, after, expected, sep='\\n')",
+            "assert np.asarray(after).dtype == np.asarray(expected).dtype, (after, expected)",
             "np.testing.assert_allclose(after, expected, rtol=2e-4, atol=2e-4)",
         ]
         return "\n".join(lines) + "\n"
@@ -532,7 +538,8 @@ class Case:
 def _stack_source(stack: str, g: str, static: bool, rest: str) -> str:
     """The source of `_plain_stack`: `stack` applied to the expression `g`."""
     jit_kw = ", static_argnums=1" if static else ""
-    return {"value": g, "grad": f"jax.grad({g})", "hessian": f"jax.hessian({g})",
+    value = f"({g})" if g.startswith("lambda") else g
+    return {"value": value, "grad": f"jax.grad({g})", "hessian": f"jax.hessian({g})",
             "jit_hessian": f"jax.jit(jax.hessian({g}){jit_kw})",
             "vmap_grad": f"jax.vmap(jax.grad({g}), in_axes=(0{rest}))"}[stack]
 
@@ -547,27 +554,38 @@ def _operator_source(stack: str, static: bool, rest: str) -> str:
 
 @st.composite
 def cases(draw, patterns: tuple[str, ...] | None = None) -> Case:
-    pattern = draw(st.sampled_from(patterns or tuple(PATTERNS)))
+    pattern, change = draw(st.sampled_from(_pairs(patterns)))
     h_old = draw(helper_bodies())
     h_new = draw(helper_bodies().filter(lambda h: h != h_old))
     body_old = draw(st.integers(0, len(BODIES) - 1))
     body_new = draw(st.integers(0, len(BODIES) - 1).filter(lambda b: b != body_old))
-    change = draw(st.sampled_from(applicable_changes(pattern)))
-    x32_input = draw(st.booleans())
-    stack = draw(st.sampled_from(STACKS))
-    if change == "x64" and x32_input:
-        # With a float32 input the x64 flag moves derivatives by float32 rounding only (their
-        # dtype is the input's); the value's dtype changes.
-        stack = "value"
-    return Case(
-        pattern=pattern, change=change, stack=stack, x32_input=x32_input,
-        preparation=draw(st.sampled_from(PREPARATIONS)),
+    return with_axes(Case(
+        pattern=pattern, change=change, stack=draw(st.sampled_from(STACKS)),
+        preparation=draw(st.sampled_from(PREPARATIONS)), x32_input=draw(st.booleans()),
         h_old=h_old, h_new=h_new, body_old=body_old, body_new=body_new,
         c_old=draw(st.sampled_from((0.5, 1.25, -0.8))),
         c_new=draw(st.sampled_from((1.5, -0.3, 0.9))),
         s_old=draw(st.sampled_from((1.25, 0.6, -0.5))),
         s_new=draw(st.sampled_from((0.4, -1.1, 2.0))),
-        n=draw(st.sampled_from((2, 3))), x64=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+        n=draw(st.sampled_from((2, 3))), x64=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16))))
+
+
+def _pairs(patterns: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    return [(p, c) for p in patterns or tuple(PATTERNS) for c in applicable_changes(p)]
+
+
+def with_axes(case: Case, pattern: str | None = None, change: str | None = None,
+              stack: str | None = None, preparation: str | None = None) -> Case:
+    """`case` with the given axes, keeping the generator's rules."""
+    case = dataclasses.replace(
+        case, pattern=pattern or case.pattern, change=change or case.change,
+        stack=stack or case.stack, preparation=preparation or case.preparation)
+    if case.change == "x64" and case.x32_input:
+        # With a float32 input the x64 flag moves derivatives by float32 rounding only (their
+        # dtype is the input's); the value's dtype changes.
+        case = dataclasses.replace(case, stack="value")
+    return case
 
 
 # -- running a case -------------------------------------------------------------------------------
@@ -786,7 +804,13 @@ def run_outcome(case: Case) -> Outcome:
 
 
 def generate(examples: int, seed: int, patterns: tuple[str, ...] | None = None) -> list[Case]:
-    """`examples` cases drawn by hypothesis from `seed` (the same cases for the same arguments)."""
+    """`examples` cases from `seed` (the same cases for the same arguments).
+
+    Hypothesis draws each case's values; the combinatorial axes (pattern and change, stack,
+    preparation) come from `random.Random(seed)`: each (pattern, change) pair once in every 71
+    cases, stack and preparation uniformly. Hypothesis mutates the examples it already has and
+    favours the ends of a list: 300 draws of `cases()` missed 22 of the 71 pairs.
+    """
     out: list[Case] = []
 
     @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
@@ -797,7 +821,16 @@ def generate(examples: int, seed: int, patterns: tuple[str, ...] | None = None) 
 
     from hypothesis import seed as hypothesis_seed
     hypothesis_seed(seed)(collect)()
-    return out
+    rnd = random.Random(seed)
+    pairs: list[tuple[str, str]] = []
+    cases_out: list[Case] = []
+    for drawn in out:
+        if not pairs:  # stratified: each pair once in every len(pairs) cases, in random order
+            pairs = rnd.sample(_pairs(patterns), len(_pairs(patterns)))
+        pattern, change = pairs.pop()
+        cases_out.append(with_axes(drawn, pattern, change, rnd.choice(STACKS),
+                                   rnd.choice(PREPARATIONS)))
+    return cases_out
 
 
 def fuzz(examples: int, seed: int, chunk: int, on_outcome: Callable[[Outcome], None],
@@ -853,6 +886,8 @@ def main(argv=None) -> int:
     patterns = tuple(args.patterns.split(",")) if args.patterns else None
     log = open(args.log, "w") if args.log else None  # noqa: SIM115 - closed below
     start = time.time()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_start = usage.ru_utime + usage.ru_stime
     rejudged = 0
 
     def emit(text: str, *, console: bool = True) -> None:
@@ -878,29 +913,38 @@ def main(argv=None) -> int:
                 rejudged += 1
                 outcome.error, outcome.detail = None, ""
         if not outcome.passed:
-            kind = ("UNCHANGED (generator)" if isinstance(outcome.error, UnchangedAnswer)
-                    else "FAILED")
+            kind = ("UNINFORMATIVE" if isinstance(outcome.error, UnchangedAnswer) else "FAILED")
             emit(f"{kind}: {outcome.case!r}")
             emit(textwrap.indent(str(outcome.error).strip()[:1500], "  | "))
             if not args.brief:
                 emit(textwrap.indent(outcome.case.program(), "    "))
             emit(textwrap.indent(outcome.detail, "  "), console=False)
-            counts["failed"] += 1
+            counts[kind] += 1
         if counts["run"] % args.chunk == 0:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            emit(f"[{time.time() - start:7.0f}s] {counts['run']} cases, {counts['failed']} failed,"
+            emit(f"[{time.time() - start:7.0f}s] {counts['run']} cases, {counts['FAILED']} failed,"
                  f" {counts['run'] / (time.time() - start):.2f} cases/s, max RSS {rss:.0f} MiB")
 
     outcomes = fuzz(args.examples, args.seed, args.chunk, on_outcome, patterns)
     elapsed = time.time() - start
-    failed = sum(not o.passed for o in outcomes)
     unchanged = sum(isinstance(o.error, UnchangedAnswer) for o in outcomes)
+    failed = sum(not o.passed for o in outcomes) - unchanged
     emit(table(outcomes))
-    emit(f"{len(outcomes)} cases in {elapsed:.0f}s ({len(outcomes) / elapsed:.2f} cases/s), "
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_start
+    emit(f"{len(outcomes)} cases in {elapsed:.0f}s ({len(outcomes) / elapsed:.2f} cases/s; "
+         f"{cpu:.0f} CPU s, {len(outcomes) / cpu:.2f} cases per CPU second), "
          f"{_counter['eager_judged']} comparison(s) settled by the eager oracle, {rejudged} "
-         f"fast-compile artefact(s) judged again and passed, {unchanged} generator case(s) "
-         "whose change changed nothing")
-    emit(f"{len(outcomes) - failed} passed, {failed} failed")
+         "fast-compile artefact(s) judged again and passed")
+    from .test_fuzz_objects import KNOWN_STALE  # the kinds allowed to fail (none since #11)
+
+    unknown = sum(not o.passed and not isinstance(o.error, UnchangedAnswer)
+                  and (o.case.pattern, o.case.change) not in KNOWN_STALE for o in outcomes)
+    emit(f"{unknown} failing case(s) outside the kinds KNOWN_STALE in tests/test_fuzz_objects.py")
+    # An uninformative case (its change did not move plain JAX's answer beyond the tolerance)
+    # neither passes nor fails: it could not tell a stale answer from a fresh one.
+    emit(f"{len(outcomes) - failed - unchanged} passed, {failed} failed, {unchanged} "
+         "uninformative (the change did not change plain JAX's answer)")
     if log:
         log.close()
     return 1 if failed else 0
