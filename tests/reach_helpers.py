@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import os
 import re
 import sys
@@ -271,9 +272,18 @@ def parametrize(patterns, preparations=PREPARATIONS):
     return pytest.mark.parametrize("pattern,prepare", params)
 
 
-def reach_switched_off(monkeypatch) -> None:
-    """Turn the new capture off (the switch the issue #11 fix adds to `jaxworld._deps`)."""
+def assert_stale_without_reach(p: Pattern, prepare, monkeypatch) -> None:
+    """The meta-test: with the new capture of issue #11 switched off
+    (`jaxworld._deps.settings.reach`), the pattern's check fails."""
     monkeypatch.setattr(jaxworld._deps.settings, "reach", False)
+    try:
+        with pytest.raises(AssertionError):
+            check(p, prepare)
+    finally:
+        # The records captured with the switch off must not outlive it: checked by a later
+        # advance with the switch on, a walk would reach more than their guards did, and the
+        # suite's guard verifier would fail that advance (in whichever test made it).
+        gc.collect()
 
 
 def prepare_plain_jax_traced_fresh(p: Pattern, w) -> Callable:

@@ -28,12 +28,12 @@ from .reach_helpers import (
     PREPARATIONS,
     Pattern,
     X,
+    assert_stale_without_reach,
     check,
     dot_precisions,
     parametrize,
     prepare_jit_of_jax_transform,
     prepare_plain_jax_traced_fresh,
-    reach_switched_off,
 )
 
 
@@ -383,9 +383,7 @@ def test_pattern(pattern, prepare):
 def test_without_the_new_capture_the_pattern_is_stale(pattern, prepare, monkeypatch):
     """The meta-test: with the capture of issue #11 switched off, each argument / object /
     library pattern's check fails, so the new capture is what makes it pass."""
-    reach_switched_off(monkeypatch)
-    with pytest.raises(AssertionError):
-        check(pattern, prepare)
+    assert_stale_without_reach(pattern, prepare, monkeypatch)
 
 
 @parametrize(REACH_PATTERNS, {k: v for k, v in PREPARATIONS.items()
@@ -393,9 +391,7 @@ def test_without_the_new_capture_the_pattern_is_stale(pattern, prepare, monkeypa
 @pytest.mark.slow
 def test_without_the_new_capture_the_pattern_is_stale_other_preparations(pattern, prepare,
                                                                           monkeypatch):
-    reach_switched_off(monkeypatch)
-    with pytest.raises(AssertionError):
-        check(pattern, prepare)
+    assert_stale_without_reach(pattern, prepare, monkeypatch)
 
 
 def test_set_member_id_is_reused_when_nothing_keeps_it():
