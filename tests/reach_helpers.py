@@ -141,6 +141,9 @@ class Pattern:
     new_preparation_sees_old_world: after the change and before an advance, a preparation made
       only now (of the same wrapped function) must still give the old world's answer.
     observe: what is compared (default: the call's outcome).
+    eager_hessian_in_default_run: an eager Hessian compiles one executable per derived closure
+      (~2 s a row): only the rows that set this run it in the default run, the others under
+      ``-m slow`` (eager gradients and values always run).
     """
 
     name: str
@@ -156,6 +159,7 @@ class Pattern:
     new_preparation_sees_old_world: bool = False
     observe: Callable[[Callable, tuple, Pattern], Any] = call
     marks: tuple = ()
+    eager_hessian_in_default_run: bool = False
 
     def __post_init__(self):
         assert self.kind in KINDS, self.kind
@@ -265,9 +269,16 @@ def _check(p: Pattern, prepare, ns: dict) -> None:
                         f"{p}: back in the configuration of the first calls")
 
 
+def _marks(p: Pattern, prepare) -> tuple:
+    if (prepare is prepare_eager_jax_transform and p.kind == "hessian"
+            and not p.eager_hessian_in_default_run):
+        return (*p.marks, pytest.mark.slow)  # keeps the default run under a minute
+    return p.marks
+
+
 def parametrize(patterns, preparations=PREPARATIONS):
     """`pytest.mark.parametrize("pattern,prepare", ...)` over patterns x preparations."""
-    params = [pytest.param(p, prep, id=f"{p.name}-{label}", marks=p.marks)
+    params = [pytest.param(p, prep, id=f"{p.name}-{label}", marks=_marks(p, prep))
               for p in patterns for label, prep in preparations.items()]
     return pytest.mark.parametrize("pattern,prepare", params)
 

@@ -120,7 +120,8 @@ PATTERNS = (
         def f(model, x):
             return jnp.sum(model(x) ** 2)
         args = (Model(jnp.array([1.0, 2.0, -0.5])), jnp.asarray(X))
-    """, _NEW_HELPER, argnums=1),
+    """, _NEW_HELPER, argnums=1,
+            eager_hessian_in_default_run=True),
     # -- Functions that arrive as static arguments ------------------------------------------------
     Pattern("static_function_argument_calls_redefined_helper", _HELPER + """
         def loss_fn(x):
@@ -338,7 +339,8 @@ PATTERNS = (
         def f(x):
             return jnp.sum(jnp.sin(x) ** 2 * jnp.arange(1, 4))
         args = (jnp.asarray(X),)
-    """, None, reach=False, after=strict_promotion, needs_advance=False),
+    """, None, reach=False, after=strict_promotion, needs_advance=False,
+            eager_hessian_in_default_run=True),
     Pattern("default_matmul_precision_context", """
         A = np.asarray(np.random.default_rng(0).normal(size=(3, 3)), dtype=np.float32)
         def f(x):
@@ -368,7 +370,8 @@ PATTERNS = (
         def f(x):
             return h(x) + jnp.sum(x ** 2)
         args = (jnp.asarray(X),)
-    """, "W[:] = [-4.0, 0.5, 6.0]", reach=False, new_preparation_sees_old_world=True),
+    """, "W[:] = [-4.0, 0.5, 6.0]", reach=False, new_preparation_sees_old_world=True,
+            eager_hessian_in_default_run=True),
 )
 
 REACH_PATTERNS = tuple(p for p in PATTERNS if p.reach)

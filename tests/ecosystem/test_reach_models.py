@@ -62,7 +62,7 @@ PATTERNS = (
         def f(model, x):
             return jnp.sum(model(x) ** 2)
         args = (Model(jnp.array([1.0, 2.0, -0.5])), jnp.asarray(X))
-    """, _NEW_HELPER, argnums=1),
+    """, _NEW_HELPER, argnums=1, eager_hessian_in_default_run=True),
     ModelPattern("nnx_split_merge_state_argument", _HELPER + """
         class Model(nnx.Module):
             def __init__(self):
