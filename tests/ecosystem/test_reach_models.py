@@ -26,11 +26,11 @@ from ..reach_helpers import (
     PREPARATIONS,
     Pattern,
     X,
+    assert_stale_without_reach,
     check,
     parametrize,
     prepare_jit_of_jax_transform,
     prepare_plain_jax_traced_fresh,
-    reach_switched_off,
 )
 
 LIBRARIES = {"eqx": eqx, "nn": nn, "nnx": nnx, "optax": optax, "jaxtyped": jaxtyped}
@@ -62,7 +62,7 @@ PATTERNS = (
         def f(model, x):
             return jnp.sum(model(x) ** 2)
         args = (Model(jnp.array([1.0, 2.0, -0.5])), jnp.asarray(X))
-    """, _NEW_HELPER, argnums=1),
+    """, _NEW_HELPER, argnums=1, eager_hessian_in_default_run=True),
     ModelPattern("nnx_split_merge_state_argument", _HELPER + """
         class Model(nnx.Module):
             def __init__(self):
@@ -141,9 +141,7 @@ def test_model_pattern(pattern, prepare):
 @parametrize(REACH_PATTERNS, {"jax.jit(T(wrap(f)))": prepare_jit_of_jax_transform})
 def test_without_the_new_capture_the_model_pattern_is_stale(pattern, prepare, monkeypatch):
     """The meta-test: with the capture of issue #11 switched off, each model pattern fails."""
-    reach_switched_off(monkeypatch)
-    with pytest.raises(AssertionError):
-        check(pattern, prepare)
+    assert_stale_without_reach(pattern, prepare, monkeypatch)
 
 
 @parametrize(REACH_PATTERNS, {k: v for k, v in PREPARATIONS.items()
@@ -151,9 +149,7 @@ def test_without_the_new_capture_the_model_pattern_is_stale(pattern, prepare, mo
 @pytest.mark.slow
 def test_without_the_new_capture_the_model_pattern_is_stale_other_preparations(
         pattern, prepare, monkeypatch):
-    reach_switched_off(monkeypatch)
-    with pytest.raises(AssertionError):
-        check(pattern, prepare)
+    assert_stale_without_reach(pattern, prepare, monkeypatch)
 
 
 @pytest.mark.slow
