@@ -89,6 +89,7 @@ class DependencyRecord:
         # False when a value could not be inspected: every check then reports a change.
         self.verifiable = walker.verifiable
         self._codes = frozenset(walker.codes)
+        self._reach = settings.reach  # a record is compared only under the switch it was made with
         # Code that ran during the trace but that nothing in the record reaches (`cover`).
         self.unreached: tuple[str, ...] = ()
 
@@ -139,6 +140,9 @@ class DependencyRecord:
         if origin is None:
             return [Change(f"traced callable {self._origin_text}", self._origin_text,
                            "<garbage collected>", None)]
+        if self._reach != settings.reach:
+            return [Change("dependency record", f"made with settings.reach={self._reach}",
+                           f"checked with settings.reach={settings.reach}", None)]
         if self.unreached:
             return [Change(what, "ran during the trace", "not reachable from the function: "
                            "checked by re-tracing at every advance", None)
