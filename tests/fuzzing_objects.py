@@ -153,7 +153,6 @@ class Pattern:
     scale_expr: str = "self.scale"
     field: str | None = None
     method: str | None = None
-    needs_equinox: bool = False
 
 
 PATTERNS: dict[str, Pattern] = {
@@ -290,7 +289,7 @@ def loss(x, model):
     y = model(x)
     return {final}
 """,
-        target="loss", access="argument", argument="model", needs_equinox=True,
+        target="loss", access="argument", argument="model",
         method="def _call(self, v):\n    return {body} + self.w * v\n\nModel.__call__ = _call\n"),
     # A library object holding user code: `eqx.nn.Lambda(act)` in a global.
     "eqx_lambda": Pattern(
@@ -304,7 +303,7 @@ def f(x):
     y = layer(x)
     return {final}
 """,
-        target="f", scale_expr="{s}", needs_equinox=True),
+        target="f", scale_expr="{s}"),
     # A `types.SimpleNamespace` config read in a callee, bound by `functools.partial(f, cfg)`.
     "namespace_config": Pattern(
         source="""\
