@@ -893,8 +893,7 @@ def main(argv=None) -> int:
                              "sides; a failing case is judged again with the default ones")
     args = parser.parse_args(argv)
     jax.config.update("jax_numpy_rank_promotion", "raise")  # as in tests/conftest.py
-    if hasattr(jaxworld._deps, "_VERIFY_GUARDS"):  # as in tests/conftest.py
-        jaxworld._deps._VERIFY_GUARDS = True
+    jaxworld._deps.settings.verify_guards = True  # as in tests/conftest.py
     _state["fallback_equinox"] = args.fallback_equinox
     if args.fast_compile:
         jax.config.update("jax_disable_most_optimizations", True)
