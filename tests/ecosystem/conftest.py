@@ -15,6 +15,14 @@ import pytest
 
 _HERE = Path(__file__).resolve().parent
 
+# A change reached only through an argument — a static leaf (an activation function), the class
+# of a Module passed as `self` — is followed once dependency records walk the arguments'
+# skeleton (issue #11, `_Entry._retrace`). Until then these tests fail; strict, so that they
+# fail loudly (XPASS) once issue #11 lands: then delete this marker.
+NEEDS_ISSUE_11 = pytest.mark.xfail(
+    strict=True, reason="issue #11: dependency records do not yet walk the arguments' static "
+    "leaves and treedefs")
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
