@@ -238,12 +238,34 @@ def _short_aval(aval: Any) -> str:
 
 def _signature_text(key: Any) -> str:
     try:
-        _, avals, static = key
+        in_tree, avals, static = key
     except (TypeError, ValueError):
         return repr(key)
     parts = [_short_aval(a) for a in avals]
     parts += [f"{where}={value!r:.40} (static)" for where, value in static]
+    parts += _static_leaf_parts(in_tree, avals)
     return "(" + ", ".join(parts) + ")"
+
+
+_MAX_STATIC_LEAVES_SHOWN = 6
+
+
+def _static_leaf_parts(in_tree: Any, avals: tuple) -> list[str]:
+    """The static leaves that `in_tree` carries (`_filter.py`), by key path."""
+    from ._filter import _argument_path
+
+    try:
+        full = tree_util.tree_unflatten(in_tree, list(avals))
+        leaves = tree_util.tree_flatten_with_path(full)[0]
+    except Exception:  # not a filtered signature
+        return []
+    aval_ids = {id(a) for a in avals}
+    static = [(tree_util.keystr(path), leaf) for path, leaf in leaves if id(leaf) not in aval_ids]
+    parts = [f"{_argument_path(path)}={value!r:.40} (static leaf)"
+             for path, value in static[:_MAX_STATIC_LEAVES_SHOWN]]
+    if len(static) > _MAX_STATIC_LEAVES_SHOWN:
+        parts.append(f"... {len(static) - _MAX_STATIC_LEAVES_SHOWN} more static leaves")
+    return parts
 
 
 _CELL_CODE = re.compile(r" at (<ipython-input-\d+-\w+>|\S*/ipykernel_\S+?\.py):(\d+)$")

@@ -276,7 +276,7 @@ class Wrapped:
         self._eager_plain = (jax.jit(self._run_eager_plain)
                              if not (self._static_argnums or self._static_argnames
                                      or static_scalars) else None)
-        self._bound: dict[int, tuple[weakref.ref, Wrapped]] = {}
+        self._bound: dict[int, Wrapped] = {}  # bound methods of non-pytree instances
 
     def __repr__(self) -> str:
         return f"<jaxworld.wrap of {self.__wrapped__!r}>"
@@ -450,27 +450,24 @@ def _merge_static(n_args: int, dyn_args, dyn_kwargs, static: tuple) -> tuple[tup
     return full, {**dyn_kwargs, **{w: v for w, v in static if not isinstance(w, int)}}
 
 
-def _forget(bound: dict, key: int, _ref) -> None:
-    bound.pop(key, None)
-
-
 def bind_method(wrapped: Wrapped, instance: Any) -> Callable:
     """`wrapped` as a method of `instance` (`Wrapped.__get__`)."""
     if not tree_util.treedef_is_leaf(tree_util.tree_structure(instance)):
         return functools.partial(wrapped, instance)  # a pytree: traced and filtered like args
-    found = wrapped._bound.get(id(instance))
-    if found is not None and found[0]() is instance:
-        return found[1]
-    try:
-        ref = weakref.ref(instance, functools.partial(_forget, wrapped._bound, id(instance)))
-    except TypeError:  # no weak references (__slots__ without __weakref__): an argument
-        return functools.partial(wrapped, instance)
+    bound = wrapped._bound.get(id(instance))
+    if bound is not None and bound.__wrapped__.__self__ is instance:
+        return bound
     # Positions in static_argnums count `self` (as in `jax.jit` on a method); the bound method
     # does not take it.
     argnums = tuple(i - 1 if i > 0 else i for i in wrapped._static_argnums if i != 0)
     bound = Wrapped(types.MethodType(wrapped.__wrapped__, instance), argnums,
                     tuple(wrapped._static_argnames), wrapped._policy, wrapped._static_scalars)
-    wrapped._bound[id(instance)] = (ref, bound)
+    with wrapped._entries_lock:
+        # The bound method holds its instance, as `jax.jit`'s cache holds a static argument:
+        # bounded like the entries, oldest instance dropped first (a later call re-traces it).
+        if len(wrapped._bound) >= _MAX_ENTRIES:
+            wrapped._bound.pop(next(iter(wrapped._bound)))
+        wrapped._bound[id(instance)] = bound
     return bound
 
 

@@ -329,3 +329,11 @@ def test_eager_calls_are_jit_dispatches_that_follow_changes(n_leaves):
     assert jaxworld.stats(wf)["traces"] == 2
     with jax.disable_jit():  # the eager path is still plain Python evaluation here
         assert_trees_close(wf(tree), fresh(ns["f"])(tree))
+
+
+def test_explain_lists_static_leaves_of_each_signature():
+    f = jaxworld.wrap(model)
+    f(make_params(mode="single"), vector())
+    text = jaxworld.explain(f)
+    assert "args[0]['mode']='single' (static leaf)" in text
+    assert "args[0]['act']=<PjitFunction of <function tanh" in text
