@@ -8,6 +8,7 @@ world re-walks what the origin can reach (`DependencyRecord.changes`), which is 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
@@ -20,6 +21,7 @@ from jax import tree_util
 
 from . import _epoch
 from ._closure import OpaqueClosure
+from ._compat import core
 from ._deps import Change
 from ._policy import get_policy
 
@@ -118,6 +120,12 @@ def reachable(obj: Any) -> list[tuple[str, Any]]:
                           types.ModuleType)):
             return
         step = depth + 1
+        if isinstance(x, (core.ClosedJaxpr, core.Jaxpr)):
+            # A closure-converted function (lineax's FunctionLinearOperator, equinox's
+            # filter_closure_convert) keeps a jaxpr: its world_call equations hold the closures.
+            for closure in _world_calls(x.jaxpr if isinstance(x, core.ClosedJaxpr) else x):
+                visit(closure, f"{path} (world_call in a jaxpr)", step)
+            return
         if isinstance(x, functools.partial):
             visit(x.func, f"{path}.func", step)
             for i, a in enumerate(x.args):
@@ -146,6 +154,10 @@ def reachable(obj: Any) -> list[tuple[str, Any]]:
                     if name in x.__globals__:
                         visit(x.__globals__[name], f"{path} (global {name!r})", step)
             return
+        if dataclasses.is_dataclass(x):  # an equinox Module: its static fields too
+            for field in dataclasses.fields(x):
+                visit(_safe_getattr(x, field.name), f"{path}.{field.name}", step)
+            return
         try:
             leaves = tree_util.tree_leaves_with_path(x)
         except Exception:  # a pytree whose flatten fails: nothing to see
@@ -160,6 +172,25 @@ def reachable(obj: Any) -> list[tuple[str, Any]]:
 
     visit(obj, _short_name(obj), 0)
     return found
+
+
+def _world_calls(jaxpr: Any) -> list[OpaqueClosure]:
+    """The root closures bound by `world_call` equations in `jaxpr`, at any depth."""
+    from ._primitive import world_call_p
+
+    found: dict[int, OpaqueClosure] = {}
+
+    def walk(j):
+        for eqn in j.eqns:
+            if eqn.primitive is world_call_p:
+                closure = eqn.params["closure"]
+                root = closure._root or closure
+                found.setdefault(id(root), root)
+            for sub in core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jaxpr)
+    return list(found.values())
 
 
 def _safe_getattr(x: Any, name: str) -> Any:

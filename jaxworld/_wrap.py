@@ -7,6 +7,10 @@ called. `advance()` validates every live entry: a record that holds re-stamps th
 new epoch; one that changed makes the entry re-trace from the origin on its next use — through a
 fresh trace, around JAX's own caches, which key on the callable's identity and would hand back the
 old jaxpr.
+
+Arguments are filtered as `_filter.py` says (array leaves traced, every other leaf static). An
+eager call (outside every transformation) is a `jax.jit` dispatch of the traced call, so it costs
+what `jax.jit` costs (issue #14); the jit re-traces after a relevant `advance()`, like any other.
 """
 
 from __future__ import annotations

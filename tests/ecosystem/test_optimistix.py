@@ -86,6 +86,9 @@ def test_linear_solve_of_a_wrapped_operator():
 
     matvec = jaxworld.wrap(ns["matvec"])
     assert_trees_close(solve(matvec), solve(lambda v: ns["matvec"](v)), rtol=1e-5, atol=1e-6)
+    # explain reaches the wrapped function inside a lineax operator (an equinox Module).
+    text = jaxworld.explain(lx.FunctionLinearOperator(matvec, structure))
+    assert text.startswith("FunctionLinearOperator ") and "wrapped function: matvec" in text
     notebook("def diagonal():\n    return jnp.array([5.0, 1.0, 2.0])\n", ns)
     jaxworld.advance()
     assert_trees_close(solve(matvec), solve(lambda v: ns["matvec"](v)), rtol=1e-5, atol=1e-6)
