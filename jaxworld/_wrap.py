@@ -370,7 +370,7 @@ class Wrapped:
 
     def _run_eager_plain(self, *args, **kwargs):
         _stats.count("compilations", self)  # jax.jit traces this exactly when it compiles
-        return self._call(args, kwargs)
+        return mark_static(self._call(args, kwargs))  # jax.jit takes no non-array outputs
 
     def _run_eager(self, key, *leaves):
         _stats.count("compilations", self)

@@ -124,6 +124,12 @@ def test_static_outputs_come_back():
     assert out["act"] is jnp.tanh and out["config"] is p["config"] and out["none"] is None
     jitted = jax.jit(lambda w: jaxworld.wrap(step)({**p, "w": w}, x)["w"])(p["w"])
     assert_trees_close(jitted, expected)
+    # Only arrays in, a static leaf out (the eager path without filtering of the inputs).
+    tagged = jaxworld.wrap(lambda x: {"y": jnp.sin(x), "how": "sin", "act": jnp.tanh})
+    out = tagged(x)
+    assert out["how"] == "sin" and out["act"] is jnp.tanh
+    assert_trees_close(out["y"], fresh(jnp.sin)(x))
+    assert_trees_close(jax.jit(lambda x: tagged(x)["y"])(x), fresh(jnp.sin)(x))
 
 
 def test_errors_name_leaves_by_key_path():
