@@ -34,8 +34,8 @@ _ARRAY_TYPES = (jax.Array, core.Tracer, np.ndarray, np.generic)
 class StaticKey:
     """A static value as a cache key: equality when hashable, identity when not.
 
-    Type-aware (``1``, ``1.0`` and ``True`` are different keys, as in `jax.jit`'s static
-    arguments since 0.4.x). Holds the value: the key keeps it alive while an entry uses it, so
+    Type-aware: ``1``, ``1.0`` and ``True`` are equal in Python but can trace differently, so
+    they are different keys. Holds the value: the key keeps it alive while an entry uses it, so
     an identity never refers to a freed object.
     """
 

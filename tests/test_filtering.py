@@ -297,6 +297,15 @@ def test_stale_closure_warning_is_a_class_attributed_to_the_call_site():
     assert stale[0].filename == __file__, stale[0].filename  # not jax/_src/interpreters/ad.py
     assert stale[0].lineno == line + 1
     assert "re-tracing f at epoch" in str(stale[0].message)
+    ns["a"] = 3.5
+    jaxworld.advance()
+    with warnings.catch_warnings(record=True) as caught:  # an eager call (a jax.jit dispatch)
+        warnings.simplefilter("always")
+        line = _line_of_next_statement()
+        got = wf(x)
+    assert_trees_close(got, fresh(lambda x: jnp.sum(3.5 * x ** 3))(x))
+    [stale] = [w for w in caught if issubclass(w.category, jaxworld.StaleClosureWarning)]
+    assert (stale.filename, stale.lineno) == (__file__, line + 1)
     ns["a"] = 4.0
     jaxworld.advance()
     with warnings.catch_warnings():
