@@ -370,14 +370,28 @@ class Wrapped:
 
     def _run_eager_plain(self, *args, **kwargs):
         _stats.count("compilations", self)  # jax.jit traces this exactly when it compiles
-        return mark_static(self._call(args, kwargs))  # jax.jit takes no non-array outputs
+        return mark_static(self._inline(args, kwargs))  # jax.jit takes no non-array outputs
 
     def _run_eager(self, key, *leaves):
         _stats.count("compilations", self)
         n_args, in_tree, static = key
         dyn_args, dyn_kwargs = tree_util.tree_unflatten(in_tree, leaves)
         args, kwargs = _merge_static(n_args, dyn_args, dyn_kwargs, static)
-        return mark_static(self._call(args, kwargs))
+        return mark_static(self._inline(args, kwargs))
+
+    def _inline(self, args, kwargs):
+        """The current closure's body, evaluated into the eager path's `jax.jit` trace.
+
+        What `world_call`'s impl would run (`OpaqueClosure.executable`), without a `world_call`
+        equation: JAX's trace caches keep the jaxpr they traced, weakly keyed by this wrapped
+        function's own jit, and a `world_call` in it would hold the closure, its entry and so
+        this wrapped function alive for as long as JAX's caches live (tests/test_memory.py).
+        """
+        entry, leaves = self._lookup(args, kwargs)
+        closure = entry.current()
+        jaxpr = closure.jaxpr
+        outs = core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
+        return tree_util.tree_unflatten(closure._out_tree, outs)
 
     def _call(self, args, kwargs):
         entry, leaves = self._lookup(args, kwargs)
