@@ -8,6 +8,7 @@ from ._closure import OpaqueClosure as OpaqueClosure
 from ._epoch import advance as advance
 from ._epoch import epoch as epoch
 from ._errors import StaleClosureError as StaleClosureError
+from ._errors import StaleClosureWarning as StaleClosureWarning
 from ._errors import WorldChangeError as WorldChangeError
 from ._explain import explain as explain
 from ._ipython import auto_advance as auto_advance

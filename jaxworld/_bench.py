@@ -39,6 +39,9 @@ Benchmarks (one row each per function and size unless noted):
 10. ``no-op advance, realistic globals``: an `advance()` with a live Hessian of a function that
    reads a logger, a config dict, PRNG keys, a list of arrays and a NumPy table; it re-traces and
    re-compiles nothing (``traces`` / ``compilations`` in the detail).
+11. ``eager dispatch``: an eager call of ``jaxworld.wrap(f)`` vs ``jax.jit(f)`` on the same
+   function of a dict of 1, 20 and 200 small arrays (issue #14: notebooks call things eagerly);
+   the size column is the number of leaves.
 
 matplotlib is imported only for ``--plot``.
 """
@@ -78,7 +81,9 @@ TARGETS = {
     "trace 20 call sites": ("<=", 0.5),
     "memory": ("<", 50.0),
     "trace with dependency record": ("<=", 1.15),
+    "eager dispatch": ("<=", 1.5),
 }
+EAGER_LEAVES = (1, 20, 200)
 
 _perf = time.perf_counter
 
@@ -609,6 +614,29 @@ def bench_noop_realistic(cfg: Config, n: int = 16) -> list[Row]:
                  baseline_is="no-op advance with the mlp Hessian live",
                  detail={"traces_and_compilations_after_advances": counts[True],
                          "baseline_traces_and_compilations": counts[False]})]
+def bench_eager_dispatch(cfg: Config, leaves: Iterable[int] = EAGER_LEAVES) -> list[Row]:
+    """11: an eager call of a wrapped function vs `jax.jit` of the same function."""
+    import jaxworld
+
+    rows = []
+    for n in leaves:
+        tree = {f"p{i:03d}": jnp.full((3,), 0.001 * i, jnp.float32) for i in range(n)}
+        ns: dict[str, Any] = {"jnp": jnp, "jax": jax}
+        exec("def f(tree):\n    return sum(jnp.sum(v * v) for v in "
+             "jax.tree_util.tree_leaves(tree))\n", ns)
+        ours, plain = jaxworld.wrap(ns["f"]), jax.jit(ns["f"])
+        args = (tree,)
+        for _ in range(3):
+            _block(ours(*args))
+            _block(plain(*args))
+        k = _calibrate(plain, args, cfg.batch_budget)
+        pairs = _interleaved(lambda ours=ours, args=args, k=k: _batch(ours, args, k),
+                             lambda plain=plain, args=args, k=k: _batch(plain, args, k),
+                             cfg.steady_reps)
+        rows.append(_row("eager dispatch", "sum of squares", n, pairs,
+                         baseline_is="jax.jit of the same function",
+                         detail={"calls_per_batch": k, "leaves": n}))
+    return rows
 
 
 def _rss_mb() -> float:
@@ -695,12 +723,14 @@ def run(cfg: Config, *, log: Callable[[str], None] = lambda s: None) -> list[Row
             for n in cfg.sizes:
                 step(f"{name} n={n}: trace with record", bench_capture, name, n, cfg)
         step("no-op advance, realistic globals", bench_noop_realistic, cfg)
+    if "eager" in only:
+        step("eager dispatch, 1/20/200 leaves", bench_eager_dispatch, cfg)
     return rows
 
 
 # Groups for `--only`: steady (1, 5, 8), first (2), advance (3, 4), trace (6), memory (7),
-# capture (9, 10).
-GROUPS = ("steady", "first", "advance", "trace", "memory", "capture")
+# capture (9, 10), eager (11).
+GROUPS = ("steady", "first", "advance", "trace", "memory", "capture", "eager")
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -862,7 +892,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, help="A/B repetitions of each timed benchmark")
     parser.add_argument("--only", nargs="+", choices=GROUPS,
                         help="run only these groups: steady (steady state, FLOPs, re-jit), "
-                             "first (first call), advance (no-op and relevant), trace, memory")
+                             "first (first call), advance (no-op and relevant), trace, memory, "
+                             "eager (eager dispatch, 1/20/200 leaves)")
 
 
 def _command(args: argparse.Namespace) -> str:

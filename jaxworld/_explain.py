@@ -8,15 +8,20 @@ world re-walks what the origin can reach (`DependencyRecord.changes`), which is 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import os
 import re
 import sys
 import types
 from typing import Any
 
+from jax import tree_util
+
 from . import _epoch
 from ._closure import OpaqueClosure
+from ._compat import core
 from ._deps import Change
 from ._policy import get_policy
 
@@ -33,8 +38,13 @@ def explain(obj: Any) -> str:
     came from (file:line, or the notebook cell). A wrapped function traced for several input
     signatures lists each. `explain` only reads: it never re-traces and changes no state.
 
+    Anything else that holds such objects — ``jax.jit(jax.hessian(wrap(f)))``, an
+    ``eqx.filter_jit`` function, a `functools.partial`, a bound method, a closure, an equinox
+    Module — lists each one reachable inside it, with the path that reaches it.
+
     Args:
-      obj: a wrapped function, an `OpaqueClosure` or a `jaxworld.Operator`.
+      obj: a wrapped function, an `OpaqueClosure`, a `jaxworld.Operator`, or anything that
+        holds them.
 
     Returns:
       The explanation, as text (print it).
@@ -58,12 +68,141 @@ def explain(obj: Any) -> str:
     elif isinstance(obj, OpaqueClosure):
         lines = _closure_lines(obj)
     else:
-        raise TypeError(
-            f"jaxworld.explain: expected a wrapped function (jaxworld.wrap), an OpaqueClosure or a "
-            f"jaxworld operator (jaxworld.grad, hessian, jit, ...), got {type(obj).__name__} "
-            f"{obj!r:.60}. Wrap the function first: `f = jaxworld.wrap(f)`, call it, then "
-            "`print(jaxworld.explain(f))`.")
+        found = reachable(obj)
+        if not found:
+            raise TypeError(
+                f"jaxworld.explain: found no wrapped function (jaxworld.wrap), OpaqueClosure or "
+                f"jaxworld operator in {type(obj).__name__} {obj!r:.60} (looked through "
+                "jax.jit / eqx.filter_jit objects, functools.partial, bound methods, closures, "
+                "the globals a function names, and pytrees). Wrap the function first: "
+                "`f = jaxworld.wrap(f)`, use it, then `print(jaxworld.explain(f))`.")
+        lines = [f"{type(obj).__name__} {_short_name(obj)} holds {len(found)} jaxworld "
+                 "object(s):"]
+        for path, inner in found:
+            lines.append(f"{_INDENT}reached as {path}:")
+            lines += [_INDENT * 2 + line for line in explain(inner).split("\n")]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a transformed function holds (issue #14): `jax.jit(jax.hessian(wrap(f)))`, an
+# `eqx.filter_jit`, a `functools.partial`, an optimistix / lineax operator, a plain closure.
+
+_MAX_DEPTH = 10
+
+
+def reachable(obj: Any) -> list[tuple[str, Any]]:
+    """Every wrapped function, `OpaqueClosure` or operator reachable inside `obj`, with a path.
+
+    Looks through `__wrapped__` (`jax.jit`, `functools.wraps`), `functools.partial`, bound
+    methods, a function's closure cells, defaults and the globals its code names (user code
+    only: a library's globals are not walked), and pytree leaves (an equinox Module, a list).
+    Read-only; at most `_MAX_DEPTH` steps deep; each object once.
+    """
+    from ._errors import _library_dirs
+    from ._operators import Operator
+    from ._wrap import Wrapped
+
+    found: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+    keep_alive = []  # ids are meaningful only while their objects live
+    library = _library_dirs()
+
+    def visit(x: Any, path: str, depth: int) -> None:
+        if id(x) in seen or depth > _MAX_DEPTH:
+            return
+        seen.add(id(x))
+        keep_alive.append(x)
+        if isinstance(x, (Wrapped, Operator, OpaqueClosure)):
+            found.append((path, x))
+            return
+        if isinstance(x, (str, bytes, int, float, complex, bool, type(None), type,
+                          types.ModuleType)):
+            return
+        step = depth + 1
+        if isinstance(x, (core.ClosedJaxpr, core.Jaxpr)):
+            # A closure-converted function (lineax's FunctionLinearOperator, equinox's
+            # filter_closure_convert) keeps a jaxpr: its world_call equations hold the closures.
+            for closure in _world_calls(x.jaxpr if isinstance(x, core.ClosedJaxpr) else x):
+                visit(closure, f"{path} (world_call in a jaxpr)", step)
+            return
+        if isinstance(x, functools.partial):
+            visit(x.func, f"{path}.func", step)
+            for i, a in enumerate(x.args):
+                visit(a, f"{path}.args[{i}]", step)
+            for k, v in (x.keywords or {}).items():
+                visit(v, f"{path}.keywords[{k!r}]", step)
+            return
+        if isinstance(x, types.MethodType):
+            visit(x.__func__, f"{path}.__func__", step)
+            visit(x.__self__, f"{path}.__self__", step)
+            return
+        wrapped = _safe_getattr(x, "__wrapped__")
+        if wrapped is not None:
+            visit(wrapped, f"{path}.__wrapped__", step)
+        if isinstance(x, types.FunctionType):
+            code = x.__code__
+            for name, cell in zip(code.co_freevars, x.__closure__ or (), strict=False):
+                try:
+                    visit(cell.cell_contents, f"{path} (closure variable {name!r})", step)
+                except ValueError:  # an empty cell
+                    pass
+            for i, default in enumerate(x.__defaults__ or ()):
+                visit(default, f"{path}.__defaults__[{i}]", step)
+            if not os.path.abspath(code.co_filename).startswith(library):
+                for name in code.co_names:
+                    if name in x.__globals__:
+                        visit(x.__globals__[name], f"{path} (global {name!r})", step)
+            return
+        if dataclasses.is_dataclass(x):  # an equinox Module: its static fields too
+            for field in dataclasses.fields(x):
+                visit(_safe_getattr(x, field.name), f"{path}.{field.name}", step)
+            return
+        try:
+            leaves = tree_util.tree_leaves_with_path(x)
+        except Exception:  # a pytree whose flatten fails: nothing to see
+            return
+        if len(leaves) == 1 and leaves[0][1] is x:
+            call = _safe_getattr(type(x), "__call__")
+            if isinstance(call, (Wrapped, types.FunctionType)) and not isinstance(x, type):
+                visit(call, f"{path}.__call__", step)  # a callable object's own method
+            return
+        for key, leaf in leaves:
+            visit(leaf, f"{path}{tree_util.keystr(key)}", step)
+
+    visit(obj, _short_name(obj), 0)
+    return found
+
+
+def _world_calls(jaxpr: Any) -> list[OpaqueClosure]:
+    """The root closures bound by `world_call` equations in `jaxpr`, at any depth."""
+    from ._primitive import world_call_p
+
+    found: dict[int, OpaqueClosure] = {}
+
+    def walk(j):
+        for eqn in j.eqns:
+            if eqn.primitive is world_call_p:
+                closure = eqn.params["closure"]
+                root = closure._root or closure
+                found.setdefault(id(root), root)
+            for sub in core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jaxpr)
+    return list(found.values())
+
+
+def _safe_getattr(x: Any, name: str) -> Any:
+    try:
+        return getattr(x, name, None)
+    except Exception:  # a property that raises
+        return None
+
+
+def _short_name(obj: Any) -> str:
+    name = getattr(obj, "__name__", None) or type(obj).__name__
+    return f"{name}" if isinstance(name, str) else type(obj).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,12 +269,34 @@ def _short_aval(aval: Any) -> str:
 
 def _signature_text(key: Any) -> str:
     try:
-        avals, static = key.avals, key.static
+        in_tree, avals, static = key.in_tree, key.avals, key.static
     except AttributeError:
         return repr(key)
     parts = [_short_aval(a) for a in avals]
     parts += [f"{where}={value!r:.40} (static)" for where, value in static]
+    parts += _static_leaf_parts(in_tree, avals)
     return "(" + ", ".join(parts) + ")"
+
+
+_MAX_STATIC_LEAVES_SHOWN = 6
+
+
+def _static_leaf_parts(in_tree: Any, avals: tuple) -> list[str]:
+    """The static leaves that `in_tree` carries (`_filter.py`), by key path."""
+    from ._filter import _argument_path
+
+    try:
+        full = tree_util.tree_unflatten(in_tree, list(avals))
+        leaves = tree_util.tree_flatten_with_path(full)[0]
+    except Exception:  # not a filtered signature
+        return []
+    aval_ids = {id(a) for a in avals}
+    static = [(tree_util.keystr(path), leaf) for path, leaf in leaves if id(leaf) not in aval_ids]
+    parts = [f"{_argument_path(path)}={value!r:.40} (static leaf)"
+             for path, value in static[:_MAX_STATIC_LEAVES_SHOWN]]
+    if len(static) > _MAX_STATIC_LEAVES_SHOWN:
+        parts.append(f"... {len(static) - _MAX_STATIC_LEAVES_SHOWN} more static leaves")
+    return parts
 
 
 _CELL_CODE = re.compile(r" at (<ipython-input-\d+-\w+>|\S*/ipykernel_\S+?\.py):(\d+)$")

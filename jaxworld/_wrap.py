@@ -7,6 +7,10 @@ called. `advance()` validates every live entry: a record that holds re-stamps th
 new epoch; one that changed makes the entry re-trace from the origin on its next use — through a
 fresh trace, around JAX's own caches, which key on the callable's identity and would hand back the
 old jaxpr.
+
+Arguments are filtered as `_filter.py` says (array leaves traced, every other leaf static). An
+eager call (outside every transformation) is a `jax.jit` dispatch of the traced call, so it costs
+what `jax.jit` costs (issue #14); the jit re-traces after a relevant `advance()`, like any other.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
+from jax import config as jax_config
 from jax import tree_util
 
 from . import _epoch, _stats
@@ -38,7 +44,8 @@ from ._compat import (
     pe,
 )
 from ._deps import Change, DependencyRecord
-from ._errors import StaleClosureError
+from ._errors import StaleClosureError, StaleClosureWarning, user_stacklevel
+from ._filter import abstractify_all, all_traced, filter_leaves, mark_static
 from ._policy import check_policy, get_policy
 from ._primitive import world_call_p
 
@@ -136,7 +143,8 @@ class _Entry:
             if policy == "warn":
                 warnings.warn(
                     f"jaxworld: re-tracing {self.owner.__name__} at epoch {e} because its "
-                    f"dependencies changed:\n{what}", stacklevel=4)
+                    f"dependencies changed:\n{what}", StaleClosureWarning,
+                    stacklevel=user_stacklevel())
             self.retraced_because = (e, changes)
             return self._retrace(e)
 
@@ -268,22 +276,12 @@ def describe_changes(changes: Sequence[Change]) -> str:
     return "\n".join(lines)
 
 
-def _abstractify(x: Any, name: str, position: str) -> core.AbstractValue:
-    try:
-        return core.shaped_abstractify(x)
-    except TypeError:
-        raise TypeError(
-            f"jaxworld.wrap: argument {position} of {name} is a {type(x).__name__} "
-            f"({x!r:.60}), which is not a JAX type (array, NumPy array or Python scalar). "
-            "Mark it static with `static_argnums=` / `static_argnames=` (it must then be "
-            "hashable), or pass an array.") from None
-
-
 class Wrapped:
     """A function wrapped by `jaxworld.wrap`. Call it like the original."""
 
     def __init__(self, fun: Callable, static_argnums: Sequence[int],
-                 static_argnames: Sequence[str], policy: str | None):
+                 static_argnames: Sequence[str], policy: str | None,
+                 static_scalars: bool = False):
         functools.update_wrapper(self, fun)
         self.__wrapped__ = fun
         if not isinstance(getattr(self, "__name__", None), str):
@@ -302,17 +300,27 @@ class Wrapped:
         self._static_argnums = tuple(sorted(set(static_argnums)))
         self._static_argnames = frozenset(static_argnames)
         self._policy = policy
+        self._static_scalars = static_scalars
         self._entries: dict[Any, _Entry] = {}
         self._entries_lock = threading.Lock()
+        # The eager fast path (issue #14): `jax.jit`'s C++ dispatch of the traced call.
+        self._eager = jax.jit(self._run_eager, static_argnums=0)
+        self._eager_plain = (jax.jit(self._run_eager_plain)
+                             if not (self._static_argnums or self._static_argnames
+                                     or static_scalars) else None)
+        self._bound: dict[int, Wrapped] = {}  # bound methods of non-pytree instances
 
     def __repr__(self) -> str:
         return f"<jaxworld.wrap of {self.__wrapped__!r}>"
 
     def __get__(self, instance, owner=None):
-        # Decorating a method: bind like a function would.
+        # Decorating a method (issue #14). A pytree `self` (an equinox or flax nnx Module) is an
+        # argument like any other: its arrays traced, its other fields static. Any other `self`
+        # is part of the origin — a wrapped bound method, one per instance — so its dependency
+        # record follows its fields and its class, as for `wrap(obj.method)`.
         if instance is None:
             return self
-        return functools.partial(self, instance)
+        return bind_method(self, instance)
 
     def _split(self, args: tuple, kwargs: dict):
         static = []
@@ -335,15 +343,20 @@ class Wrapped:
                 label = f"position {where}" if isinstance(where, int) else f"name {where!r}"
                 raise TypeError(
                     f"jaxworld.wrap: static argument at {label} of {self.__name__} must be "
-                    f"hashable, got {type(value).__name__} {value!r:.60}. Pass a hashable value "
-                    "(e.g. a tuple instead of a list), or make the argument non-static.") from None
+                    f"hashable, got {type(value).__name__} {value!r:.60}. Make the argument "
+                    "non-static: only its array leaves are traced, every other leaf (functions, "
+                    "strings, objects) is static on its own, held by equality or identity "
+                    "(an equinox Module works as is); or pass a hashable value (a tuple instead "
+                    "of a list).") from None
         return tuple(static), tuple(dyn_args), dyn_kwargs
 
     def _lookup(self, args: tuple, kwargs: dict) -> tuple[_Entry, list]:
         """The cache entry for this call's input signature, and the flat dynamic arguments."""
         static, dyn_args, dyn_kwargs = self._split(args, kwargs)
-        leaves, in_tree = tree_util.tree_flatten((dyn_args, dyn_kwargs))
-        avals = tuple(_abstractify(x, self.__name__, f"leaf {i}") for i, x in enumerate(leaves))
+        # Array leaves are traced; every other leaf is static, inside `in_tree` (`_filter.py`).
+        leaves, in_tree = filter_leaves((dyn_args, dyn_kwargs), self._static_scalars)
+        avals = abstractify_all(leaves, (dyn_args, dyn_kwargs), self.__name__,
+                                self._static_scalars)
         # Like `jax.jit`: static values by type as well as by equality (1 and True are two
         # entries), and the trace configuration in force here, context managers included (a
         # trace made under `jax.enable_x64()` is not reused outside it), plus the flags that JAX
@@ -368,6 +381,52 @@ class Wrapped:
         return entry, leaves
 
     def __call__(self, *args, **kwargs):
+        if is_eval_trace(current_trace()) and not jax_config.jax_disable_jit:
+            # An eager call: `jax.jit`'s C++ dispatch instead of a Python lookup per call. The jit
+            # traces `_run_eager`, which takes the traced path below; a relevant `advance()`
+            # changes every `jax.jit` cache key, so it re-traces in the new world.
+            try:
+                if self._eager_plain is not None and all_traced(
+                        tree_util.tree_leaves((args, kwargs))):
+                    return self._eager_plain(*args, **kwargs)  # only arrays: nothing to filter
+                static, dyn_args, dyn_kwargs = self._split(args, kwargs)
+                leaves, in_tree = filter_leaves((dyn_args, dyn_kwargs), self._static_scalars)
+                return self._eager((len(args), in_tree, static), *leaves)
+            except (TypeError, OverflowError) as jit_error:
+                error = jit_error
+            # `jax.jit`'s own message for a leaf it cannot take (an object-dtype array, an int
+            # out of range) names jaxworld's internals: say it in `wrap`'s words (or, when the
+            # error came from the function itself, re-raise it as it was).
+            self._lookup(args, kwargs)
+            raise error
+        return self._call(args, kwargs)
+
+    def _run_eager_plain(self, *args, **kwargs):
+        _stats.count("compilations", self)  # jax.jit traces this exactly when it compiles
+        return mark_static(self._inline(args, kwargs))  # jax.jit takes no non-array outputs
+
+    def _run_eager(self, key, *leaves):
+        _stats.count("compilations", self)
+        n_args, in_tree, static = key
+        dyn_args, dyn_kwargs = tree_util.tree_unflatten(in_tree, leaves)
+        args, kwargs = _merge_static(n_args, dyn_args, dyn_kwargs, static)
+        return mark_static(self._inline(args, kwargs))
+
+    def _inline(self, args, kwargs):
+        """The current closure's body, evaluated into the eager path's `jax.jit` trace.
+
+        What `world_call`'s impl would run (`OpaqueClosure.executable`), without a `world_call`
+        equation: JAX's trace caches keep the jaxpr they traced, weakly keyed by this wrapped
+        function's own jit, and a `world_call` in it would hold the closure, its entry and so
+        this wrapped function alive for as long as JAX's caches live (tests/test_memory.py).
+        """
+        entry, leaves = self._lookup(args, kwargs)
+        closure = entry.current()
+        jaxpr = closure.jaxpr
+        outs = core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
+        return tree_util.tree_unflatten(closure._out_tree, outs)
+
+    def _call(self, args, kwargs):
         entry, leaves = self._lookup(args, kwargs)
         previous = entry.closure
         try:
@@ -404,7 +463,7 @@ class Wrapped:
             full_args = [static_pos[i] if i in static_pos else next(dyn_iter)
                          for i in range(n_args)]
             out = fun(*full_args, **dyn_kwargs, **static_kw)
-            out_flat, out_tree = tree_util.tree_flatten(out)
+            out_flat, out_tree = filter_leaves(out)  # non-array outputs are static too
             out_trees.append(out_tree)
             return out_flat
 
@@ -471,12 +530,39 @@ _TRACE_BOUNDARY = next(c for c in Wrapped._trace.__code__.co_consts
 
 
 def _skeleton(args: tuple, kwargs: dict, static: tuple, in_tree, avals) -> tuple[tuple, dict]:
-    """`args` / `kwargs` with every array leaf replaced by its aval (static values kept)."""
+    """`args` / `kwargs` with every array leaf replaced by its aval (static values and static
+    leaves kept)."""
     dyn_args, dyn_kwargs = tree_util.tree_unflatten(in_tree, list(avals))
+    return _merge_static(len(args), dyn_args, dyn_kwargs, static)
+
+
+def _merge_static(n_args: int, dyn_args, dyn_kwargs, static: tuple) -> tuple[tuple, dict]:
+    """The full ``(args, kwargs)`` of a call from its dynamic part and its static arguments."""
     static_pos = {w: v for w, v in static if isinstance(w, int)}
     dyn_iter = iter(dyn_args)
-    full = tuple(static_pos[i] if i in static_pos else next(dyn_iter) for i in range(len(args)))
+    full = tuple(static_pos[i] if i in static_pos else next(dyn_iter) for i in range(n_args))
     return full, {**dyn_kwargs, **{w: v for w, v in static if not isinstance(w, int)}}
+
+
+def bind_method(wrapped: Wrapped, instance: Any) -> Callable:
+    """`wrapped` as a method of `instance` (`Wrapped.__get__`)."""
+    if not tree_util.treedef_is_leaf(tree_util.tree_structure(instance)):
+        return functools.partial(wrapped, instance)  # a pytree: traced and filtered like args
+    bound = wrapped._bound.get(id(instance))
+    if bound is not None and bound.__wrapped__.__self__ is instance:
+        return bound
+    # Positions in static_argnums count `self` (as in `jax.jit` on a method); the bound method
+    # does not take it.
+    argnums = tuple(i - 1 if i > 0 else i for i in wrapped._static_argnums if i != 0)
+    bound = Wrapped(types.MethodType(wrapped.__wrapped__, instance), argnums,
+                    tuple(wrapped._static_argnames), wrapped._policy, wrapped._static_scalars)
+    with wrapped._entries_lock:
+        # The bound method holds its instance, as `jax.jit`'s cache holds a static argument:
+        # bounded like the entries, oldest instance dropped first (a later call re-traces it).
+        if len(wrapped._bound) >= _MAX_ENTRIES:
+            wrapped._bound.pop(next(iter(wrapped._bound)))
+        wrapped._bound[id(instance)] = bound
+    return bound
 
 
 def _check_static_argnums(signature: inspect.Signature, static_argnums, name: str) -> None:
@@ -512,7 +598,8 @@ def _check_no_live_user(previous: OpaqueClosure, new: OpaqueClosure, trace) -> N
 
 
 def wrap(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (),
-         static_argnames: str | Sequence[str] = (), policy: str | None = None):
+         static_argnames: str | Sequence[str] = (), policy: str | None = None,
+         static_scalars: bool = False):
     """Wrap `fun` so that its calls travel as one opaque `world_call` equation.
 
     The wrapped function behaves exactly like `fun` under every JAX transformation (jit, grad,
@@ -523,10 +610,14 @@ def wrap(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (
     Args:
       fun: any callable: a function, lambda, bound method, `functools.partial`, or a callable
         object such as an equinox Module. Omit it to use `wrap` as a decorator with arguments.
-      static_argnums: positions of arguments that are Python values (hashable), not arrays.
+      static_argnums: positions of arguments to hold static whole (they must be hashable).
+        Rarely needed: any pytree can be passed, and its non-array leaves are static.
       static_argnames: names of such arguments.
       policy: what to do when the trace is stale: ``"retrace"``, ``"warn"``, ``"error"`` or
         ``"frozen"`` (default: the policy in force, see `jaxworld.set_policy`).
+      static_scalars: also hold Python scalar leaves (`bool`, `int`, `float`, `complex`)
+        static, as `equinox.filter_jit` does (default: traced, as `jax.jit` does). Array leaves
+        are always traced and every other leaf (functions, strings, objects) is always static.
 
     Returns:
       The wrapped function (with `fun`'s name, docstring and ``__wrapped__``).
@@ -557,7 +648,7 @@ def wrap(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (
                 f"jaxworld.wrap: expected a callable (a function, lambda, bound method, "
                 f"functools.partial or an object with __call__), got {type(f).__name__} "
                 f"{f!r:.60}. Usage: `jaxworld.wrap(f)` or `@jaxworld.wrap`.")
-        return Wrapped(f, tuple(static_argnums), tuple(static_argnames), policy)
+        return Wrapped(f, tuple(static_argnums), tuple(static_argnames), policy, static_scalars)
 
     if fun is None:
         return decorate

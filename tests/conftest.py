@@ -1,9 +1,18 @@
 """A strict test environment (in the spirit of equinox's and JAX's own test setups)."""
 
+import importlib.util
+
 import jax
 import pytest
 
 import jaxworld
+
+# tests/ecosystem needs the `ecosystem` extra (issue #14). The default run deselects it; without
+# the extra it is not even collected (its modules import equinox, flax, ... at the top). With the
+# extra installed, `pytest -m ecosystem tests/ecosystem` runs it: never a skip.
+_ECOSYSTEM = ("equinox", "optax", "optimistix", "lineax", "flax", "blackjax")
+collect_ignore = ([] if all(importlib.util.find_spec(m) is not None for m in _ECOSYSTEM)
+                  else ["ecosystem"])
 
 # Implicit rank promotion hides shape bugs; jaxworld must behave like plain JAX under it.
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -10,6 +10,7 @@ import weakref
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxworld
@@ -78,18 +79,35 @@ def test_05_unknown_hessian_mode():
         jaxworld.hessian(sq, mode="fwd_fwd")
 
 
-def test_06_non_array_argument():
-    with pytest.raises(TypeError, match=re.escape(
-            "jaxworld.wrap: argument leaf 0 of sq is a object (")) as info:
-        jaxworld.wrap(sq)(object())
-    assert "Mark it static with `static_argnums=`" in str(info.value)
+def test_06_object_array_argument_named_by_key_path():
+    # Non-array leaves are static (issue #14); a NumPy array JAX cannot take is an error that
+    # names every such leaf by its key path, as JAX does.
+    bad = {"w": np.array([object()]), "b": [jnp.ones(2), np.array(["a"])]}
+    # (Under jax.grad / jax.jit, JAX itself rejects such a leaf before jaxworld sees it.)
+    for wrapped in (jaxworld.wrap(sq), jaxworld.wrap(sq, static_scalars=True)):
+        with pytest.raises(TypeError, match=re.escape(
+                "jaxworld.wrap: sq got 2 argument leaves that look like arrays but are not valid "
+                "JAX values:\n  args[0]['b'][1]: ndarray array(['a'], dtype='<U1') (Dtype <U1 is "
+                "not a valid JAX array type.")) as info:
+            wrapped(bad)
+        assert "args[0]['w']: ndarray array([<object object at" in str(info.value)
+        assert "Pass an array (e.g. `jnp.asarray(x)`)" in str(info.value)
 
 
-def test_07_string_argument():
+def test_07_string_argument_is_static():
+    # A string is a static leaf, not an error: the function sees it, as it would in Python.
+    def scaled(x, how):
+        return getattr(jnp, how)(x)
+
+    f = jaxworld.wrap(scaled)
+    x = jnp.linspace(0.1, 1.0, 3)
+    for how in ("sin", "cos", "sin"):
+        assert_trees_close(f(x, how), jax.jit(lambda v, how=how: scaled(v, how))(x))
+    assert jaxworld.stats(f)["traces"] == 2  # one per static value, like static_argnums
     with pytest.raises(TypeError, match=re.escape(
-            "jaxworld.wrap: argument leaf 0 of sq is a str ('abc'), which is not a JAX type "
-            "(array, NumPy array or Python scalar). Mark it static")):
-        jaxworld.wrap(sq)("abc")
+            "jaxworld.wrap: sq got an argument leaf that looks like an array but is not a valid "
+            "JAX value:\n  args[0]: int 1180591620717411303424 (Python int")):
+        jaxworld.wrap(sq)(2 ** 70)
 
 
 def test_08_integer_input_to_grad_is_jax_error():
@@ -123,7 +141,7 @@ def test_12_unhashable_static_argument():
     f = jaxworld.wrap(lambda x, n: x * len(n), static_argnums=1)
     with pytest.raises(TypeError, match=re.escape(
             "jaxworld.wrap: static argument at position 1 of <lambda> must be hashable, got "
-            "list [1, 2]. Pass a hashable value (e.g. a tuple instead of a list)")):
+            "list [1, 2]. Make the argument non-static: only its array leaves are traced")):
         f(1.0, [1, 2])
     assert float(f(1.0, (1, 2))) == 2.0
 

@@ -161,3 +161,12 @@ def test_quick_run_through_the_command_line(tmp_path, capsys):
     assert any(r["benchmark"] == "trace 20 call sites" for r in results)
     assert out_md.read_text().startswith("| benchmark |")
     assert out_png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eager_dispatch_rows_one_per_leaf_count():
+    rows = _bench.bench_eager_dispatch(TINY, leaves=(1, 20))
+    assert [(r.benchmark, r.n) for r in rows] == [("eager dispatch", 1), ("eager dispatch", 20)]
+    for row in rows:
+        _check_timed(row, TINY.steady_reps)
+        assert row.target == "<= 1.5" and row.met in (True, False)
+        assert row.detail["leaves"] == row.n

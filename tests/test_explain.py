@@ -145,7 +145,10 @@ def test_wrapped_helpers_called_are_listed():
 
 
 def test_explain_rejects_other_objects_clearly():
+    # Anything may hold wrapped functions (issue #14): explain looks inside, and says so when it
+    # finds none.
     with pytest.raises(TypeError, match=re.escape(
-            "jaxworld.explain: expected a wrapped function (jaxworld.wrap), an OpaqueClosure or "
-            "a jaxworld operator")):
+            "jaxworld.explain: found no wrapped function (jaxworld.wrap), OpaqueClosure or "
+            "jaxworld operator in function <function")) as info:
         jaxworld.explain(lambda x: x)
+    assert "Wrap the function first: `f = jaxworld.wrap(f)`" in str(info.value)

@@ -214,8 +214,8 @@ def test_unhashable_static_argument_is_a_type_error():
 
     wf = jaxworld.wrap(f, static_argnums=1)
     expected = ("jaxworld.wrap: static argument at position 1 of f must be hashable, got list "
-                "[1, 2]. Pass a hashable value (e.g. a tuple instead of a list), or make the "
-                "argument non-static.")
+                "[1, 2]. Make the argument non-static: only its array leaves are traced, every "
+                "other leaf (functions, strings, objects) is static on its own")
     with pytest.raises(TypeError, match=re.escape(expected)):
         wf(vector(), [1, 2])
     assert_trees_close(wf(vector(), (1, 2)), f(vector(), (1, 2)))
@@ -225,12 +225,16 @@ def test_unhashable_static_argument_is_a_type_error():
         wk(vector(), n={"a": 1})
 
 
-def test_non_array_dynamic_argument_is_a_type_error():
-    wf = jaxworld.wrap(lambda x, name: x)
-    with pytest.raises(TypeError, match=re.escape(
-            "jaxworld.wrap: argument leaf 1 of <lambda> is a str ('tanh'), which is not a JAX "
-            "type (array, NumPy array or Python scalar). Mark it static with `static_argnums=`")):
-        wf(1.0, "tanh")
+def test_non_array_leaf_is_static():
+    # issue #14: a non-array leaf is static (held by equality), as in equinox.filter_jit, where
+    # jax.jit would reject it.
+    def f(x, name):
+        return getattr(jnp, name)(x)
+
+    wf = jaxworld.wrap(f)
+    for name in ("tanh", "sin", "tanh"):
+        assert_trees_close(wf(vector(), name), jax.jit(lambda v, n=name: f(v, n))(vector()))
+    assert jaxworld.stats(wf)["traces"] == 2
 
 
 def test_numpy_and_python_scalar_inputs(x64):
