@@ -290,6 +290,33 @@ def make_nested_closure(a, b):
 
 
 # ------------------------------------------------------------------------------------------------
+# An object with a method and fields, a float global and a helper: every kind of user-level
+# dependency that `jaxworld check --mutate` changes (issue #15).
+
+_TEMPERATURE = 0.8
+
+
+def _activation(v):
+    return jnp.tanh(v)
+
+
+class _Layer:
+    def __init__(self, weights, scale):
+        self.weights = weights  # a NumPy array (edited in place by a mutant)
+        self.scale = scale  # a float field
+
+    def apply(self, x):
+        return _activation(self.weights * x) * self.scale
+
+
+_LAYER = _Layer(np.array([0.5, -1.0, 1.5, 0.8, -0.3], np.float32), 1.2)
+
+
+def layer_loss(x):
+    return jnp.sum(_LAYER.apply(x) ** 2) / _TEMPERATURE
+
+
+# ------------------------------------------------------------------------------------------------
 
 
 def _inputs():
@@ -409,6 +436,7 @@ def _scenarios() -> list:
     nested = make_nested_closure(v["a"], jnp.float32(0.3))
     nested.__name__ = "nested closure"
     add(nested, (x[:4],), ["grad", "hessian"])
+    add(layer_loss, (x,), ["grad", "hessian"], prefix="object with a method and fields")
 
     # Variants derived by the modifiers from cases above (issue #15): the same verdict with the
     # other arguments in a closure, an extra constant argument, under vmap against stacked

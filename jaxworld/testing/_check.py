@@ -223,8 +223,9 @@ def _steady(row: Row, counters: Counters, what: str) -> None:
     if counters.traces or counters.compiles:
         problems.append(
             f"{what} re-traced or re-compiled: {counters.describe()} (expected none: the "
-            "operator's cache should answer; an argument whose hash or equality changes "
-            "between calls, such as a static argument compared by identity, causes this)")
+            "operator's cache should answer. A JAX cache key that changes between calls causes "
+            "this: a configuration flag or user context set while the function runs, a static "
+            "value whose hash changes)")
     _stability(row, "steady", problems)
 
 
