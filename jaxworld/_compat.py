@@ -87,3 +87,32 @@ def enclosing_traces(trace):
         seen.add(id(trace))
         yield trace
         trace = getattr(trace, "parent_trace", None)
+
+
+# The abstract value of an argument leaf (`jax.core.ShapedArray` and friends): dependency records
+# walk an entry's argument skeleton, whose array leaves are avals.
+AbstractValue = core.AbstractValue
+
+# Configuration flags that change what a trace computes but that JAX leaves out of `jax.jit`'s
+# cache key (`trace_context()`): plain `jax.jit` misses changes to them (JAX issue #40609 is this
+# class). jaxworld puts them in its own entry key and in every dependency record.
+OUT_OF_KEY_FLAGS = ("jax_default_prng_impl", "jax_enable_custom_prng", "jax_legacy_prng_key")
+
+
+def _flag_reader(name: str):
+    import jax
+
+    try:
+        getattr(jax.config, name)
+    except AttributeError:  # a flag this JAX does not have: nothing to read
+        return None
+    return lambda: getattr(jax.config, name)  # the value in force here (context managers too)
+
+
+_OUT_OF_KEY = tuple((name, read) for name in OUT_OF_KEY_FLAGS
+                    if (read := _flag_reader(name)) is not None)
+
+
+def out_of_key_config() -> tuple:
+    """The values of `OUT_OF_KEY_FLAGS` now, as a hashable tuple of (name, value) pairs."""
+    return tuple((name, read()) for name, read in _OUT_OF_KEY)

@@ -130,8 +130,8 @@ def _short_aval(aval: Any) -> str:
 
 def _signature_text(key: Any) -> str:
     try:
-        _, avals, static = key
-    except (TypeError, ValueError):
+        avals, static = key.avals, key.static
+    except AttributeError:
         return repr(key)
     parts = [_short_aval(a) for a in avals]
     parts += [f"{where}={value!r:.40} (static)" for where, value in static]

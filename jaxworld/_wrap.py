@@ -15,17 +15,28 @@ import functools
 import inspect
 import itertools
 import threading
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from jax import tree_util
 
 from . import _epoch, _stats
 from ._closure import OpaqueClosure, retire, world_change_error
-from ._compat import api_util, core, current_trace, enclosing_traces, is_eval_trace, lu, pe
+from ._compat import (
+    api_util,
+    core,
+    current_trace,
+    enclosing_traces,
+    is_eval_trace,
+    jax_trace_config_values,
+    lu,
+    out_of_key_config,
+    pe,
+)
 from ._deps import Change, DependencyRecord
 from ._errors import StaleClosureError
 from ._policy import check_policy, get_policy
@@ -45,15 +56,30 @@ _MAX_ENTRIES = 512
 _TRACE_ATTEMPTS = 3
 
 
+class EntryKey(NamedTuple):
+    """What one cache entry of a wrapped function is for (its input signature)."""
+
+    in_tree: Any
+    avals: tuple
+    static: tuple
+    static_types: tuple
+    config: tuple
+    out_of_key_config: tuple
+
+
 class _Entry:
     """One input signature of one wrapped function."""
 
-    __slots__ = ("owner", "trace_fn", "closure", "record", "nested", "lock", "pending",
-                 "validated_epoch", "tracing", "retraced_because", "__weakref__")
+    __slots__ = ("owner", "trace_fn", "skeleton", "closure", "record", "nested", "lock",
+                 "pending", "validated_epoch", "tracing", "retraced_because", "__weakref__")
 
-    def __init__(self, owner: Wrapped, trace_fn: Callable[[], tuple]):
+    def __init__(self, owner: Wrapped, trace_fn: Callable[[], tuple], skeleton: tuple = ()):
         self.owner = owner
         self.trace_fn = trace_fn
+        # The call's arguments with every array leaf replaced by its aval: static arguments and
+        # the objects of argument pytrees (their classes, static fields). The record walks it, so
+        # a model passed as an argument is tracked like code the function names (issue #11).
+        self.skeleton = skeleton
         self.closure: OpaqueClosure | None = None
         self.record: DependencyRecord | None = None
         self.nested: tuple[OpaqueClosure, ...] = ()
@@ -169,8 +195,9 @@ class _Entry:
     def _retrace(self, e: int) -> OpaqueClosure:
         self.tracing = True
         try:
+            roots = (("arguments", self.skeleton),) if self.skeleton else ()
             for _ in range(_TRACE_ATTEMPTS):
-                record = DependencyRecord.capture(self.owner.__wrapped__)
+                record = DependencyRecord.capture(self.owner.__wrapped__, roots=roots)
                 jaxpr, in_tree, out_tree = self.trace_fn()
                 _stats.count("traces", self.owner)
                 # Another thread may have rebound what the trace read while it ran (a notebook
@@ -180,6 +207,8 @@ class _Entry:
                 # trace once, as it re-traces at every advance anyway.)
                 if not record.verifiable or not record.changes():
                     break
+            # User code that ran but that the walk did not reach (issue #11).
+            record.cover(jaxpr, _TRACE_BOUNDARY)
         finally:
             self.tracing = False
         closure = OpaqueClosure(jaxpr, origin=self.owner.__wrapped__, epoch=e, entry=self,
@@ -315,7 +344,12 @@ class Wrapped:
         static, dyn_args, dyn_kwargs = self._split(args, kwargs)
         leaves, in_tree = tree_util.tree_flatten((dyn_args, dyn_kwargs))
         avals = tuple(_abstractify(x, self.__name__, f"leaf {i}") for i, x in enumerate(leaves))
-        key = (in_tree, avals, static)
+        # Like `jax.jit`: static values by type as well as by equality (1 and True are two
+        # entries), and the trace configuration in force here, context managers included (a
+        # trace made under `jax.enable_x64()` is not reused outside it), plus the flags that JAX
+        # leaves out of its own key (issue #11).
+        key = EntryKey(in_tree, avals, static, tuple(type(v) for _, v in static),
+                       jax_trace_config_values(), out_of_key_config())
         entry = self._entries.get(key)
         if entry is None:
             with self._entries_lock:
@@ -325,7 +359,7 @@ class Wrapped:
                     # `args` would hold the first call's arrays (or tracers) alive (issue #7).
                     args, kwargs = _skeleton(args, kwargs, static, in_tree, avals)
                     entry = _Entry(self, functools.partial(
-                        self._trace, args, kwargs, static, in_tree, avals))
+                        self._trace, args, kwargs, static, in_tree, avals), (args, kwargs))
                     if len(self._entries) >= _MAX_ENTRIES:
                         # Bounded like jax.jit's caches: drop the oldest signature (its closures
                         # stay valid wherever they are still used; a new call re-traces it).
@@ -390,7 +424,50 @@ class Wrapped:
         # in place would leak into this (old world's) trace the next time it is lowered. Snapshot
         # it; the dependency record sees the mutation at the next advance (issue #7 fuzzing).
         consts = [c.copy() if isinstance(c, np.ndarray) else c for c in consts]
-        return core.ClosedJaxpr(jaxpr, consts), in_tree, out_trees[0]
+        return _snapshot_constants(core.ClosedJaxpr(jaxpr, consts)), in_tree, out_trees[0]
+
+
+def _snapshot_constants(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
+    """`closed` with every NumPy constant of its sub-jaxprs copied (issue #11).
+
+    A `jax.jit` helper's jaxpr keeps a NumPy global it read as a view, like the top level does:
+    after an in-place edit, the value and the gradient of one call would come from different
+    arrays. Rebuilt only where a sub-jaxpr holds one.
+    """
+    new_eqns, changed = [], False
+    for eqn in closed.jaxpr.eqns:
+        params = {}
+        for name, value in eqn.params.items():
+            if isinstance(value, core.ClosedJaxpr):
+                new = _snapshot_closed(value)
+            elif isinstance(value, tuple) and value and all(
+                    isinstance(v, core.ClosedJaxpr) for v in value):
+                new = tuple(_snapshot_closed(v) for v in value)
+            else:
+                continue
+            if new is not value and new != value:
+                params[name] = new
+        if params:
+            changed = True
+            eqn = eqn.replace(params={**eqn.params, **params})
+        new_eqns.append(eqn)
+    if not changed:
+        return closed
+    return core.ClosedJaxpr(closed.jaxpr.replace(eqns=new_eqns), closed.consts)
+
+
+def _snapshot_closed(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
+    inner = _snapshot_constants(closed)
+    if not any(isinstance(c, np.ndarray) for c in inner.consts):
+        return inner
+    return core.ClosedJaxpr(inner.jaxpr, [c.copy() if isinstance(c, np.ndarray) else c
+                                          for c in inner.consts])
+
+
+# The frame that starts every trace of a wrapped function (`Wrapped._trace`'s `flat_fun`): frames
+# inside it ran during the trace, frames outside it are the caller's (`DependencyRecord.cover`).
+_TRACE_BOUNDARY = next(c for c in Wrapped._trace.__code__.co_consts
+                       if isinstance(c, types.CodeType) and c.co_name == "flat_fun")
 
 
 def _skeleton(args: tuple, kwargs: dict, static: tuple, in_tree, avals) -> tuple[tuple, dict]:

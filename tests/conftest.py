@@ -10,7 +10,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # Dependency records answer "unchanged" from their guards without walking (`_deps`, "Guards").
 # In the tests, every such answer is checked against a full walk: a disagreement fails loudly.
-jaxworld._deps._VERIFY_GUARDS = True
+jaxworld._deps.settings.verify_guards = True
 
 
 @pytest.fixture(params=[False, True], ids=["x32", "x64"])

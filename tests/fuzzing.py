@@ -500,7 +500,7 @@ def main(argv=None) -> int:
                              "a failing case is judged again with the default optimizations")
     args = parser.parse_args(argv)
     jax.config.update("jax_numpy_rank_promotion", "raise")  # as in tests/conftest.py
-    jaxworld._deps._VERIFY_GUARDS = True  # as in tests/conftest.py: guards checked by a walk
+    jaxworld._deps.settings.verify_guards = True  # as in tests/conftest.py: guards checked by a walk
     if args.fast_compile:
         jax.config.update("jax_disable_most_optimizations", True)
         _fast_compile["on"] = True

@@ -10,6 +10,7 @@ import functools
 import gc
 import importlib
 import itertools
+import os
 import sys
 import textwrap
 import types
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxworld
 from jaxworld._deps import Change, DependencyRecord
 
 _cell_counter = itertools.count(1)
@@ -667,18 +669,27 @@ def test_shared_memo_hashes_shared_array_once_and_still_detects():
 # ---------------------------------------------------------------------------
 # JAX configuration
 
-def test_jax_x64_toggled():
+def test_flags_outside_jax_jit_cache_key_are_recorded():
+    # x64, promotion, matmul precision...: in the entry key of `jaxworld.wrap`, like `jax.jit`.
+    # The PRNG implementation changes traces but JAX leaves it out of its key: the record has it.
     ns = notebook("def f(x):\n    return x + 1\n")
     rec = DependencyRecord.capture(ns["f"])
-    before = jax.config.jax_enable_x64
+    before = jax.config.jax_default_prng_impl
     try:
-        jax.config.update("jax_enable_x64", not before)
+        jax.config.update("jax_default_prng_impl", "rbg")
         changes = rec.changes()
         assert [c.what for c in changes] == ["JAX configuration"]
-        assert "x64" in changes[0].old or "setting #" in changes[0].old
+        assert "jax_default_prng_impl" in changes[0].old and "rbg" in changes[0].new
     finally:
-        jax.config.update("jax_enable_x64", before)
+        jax.config.update("jax_default_prng_impl", before)
     assert rec.changes() == []
+
+
+def test_x64_is_in_the_entry_key_not_the_record():
+    ns = notebook("def f(x):\n    return x + 1\n")
+    rec = DependencyRecord.capture(ns["f"])
+    with jax.enable_x64(not jax.config.jax_enable_x64):
+        assert rec.changes() == []  # an advance inside a context re-traces nothing
 
 
 def test_entry_keys_are_unique_in_a_busy_record():
@@ -833,3 +844,91 @@ def test_guards_are_disarmed_when_an_object_they_compare_dies():
     assert not rec._guards.alive()
     assert not rec._guards_hold()
     assert "helper" in whats(rec.changes())
+
+
+# ---------------------------------------------------------------------------
+# Issue #11: what the record reaches beyond the origin's own names
+
+def test_sites_list_user_places_and_rebind_them():
+    ns = notebook("""
+        SCALE = 2.0
+        W = np.ones(3)
+        def act(z):
+            return jnp.tanh(z) * SCALE
+        class Layer:
+            def __init__(self):
+                self.b = 0.5
+            def __call__(self, z):
+                return act(z) + self.b
+        layer = Layer()
+        def f(x):
+            return jnp.sum(layer(x) * W)
+    """)
+    rec = DependencyRecord.capture(ns["f"])
+    sites = {(s.name, s.kind) for s in rec.sites()}
+    assert {("SCALE", "number"), ("W", "array"), ("act", "function"), ("__call__", "method"),
+            ("b", "number")} <= sites
+    (scale,) = [s for s in rec.sites() if s.name == "SCALE"]
+    scale.set(3.0)
+    assert ns["SCALE"] == 3.0
+    assert "global 'SCALE'" in whats(rec.changes())
+
+
+def _library_module(tmp_path, name: str, source: str) -> types.ModuleType:
+    """A module that jaxworld classifies as library code (its file lies inside JAX's package)."""
+    filename = os.path.join(os.path.dirname(jax.__file__), f"_jaxworld_test_{name}.py")
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    exec(compile(textwrap.dedent(source), filename, "exec"), module.__dict__)
+    return module
+
+
+def test_code_that_ran_but_is_unreachable_re_traces_at_every_advance(tmp_path):
+    registry = _library_module(tmp_path, "registry", """
+        _REGISTRY = {}
+        def register(name, fn):
+            _REGISTRY[name] = fn
+        def lookup(name):
+            return _REGISTRY[name]
+    """)
+    ns = notebook("""
+        def act(z):
+            return jnp.tanh(z)
+        def f(x):
+            return jnp.sum(registry.lookup("a" + "ct")(x) ** 2)
+    """, registry=registry)
+    registry.register("act", ns["act"])
+    wf = jaxworld.wrap(ns["f"])
+    x = jnp.array([0.3, -0.2])
+    np.testing.assert_allclose(wf(x), np.sum(np.tanh(x) ** 2), rtol=1e-6)
+    (entry,) = wf._entries.values()
+    assert entry.record.unreached and "act" in entry.record.unreached[0]
+    assert any("re-traced at every advance" in line for line in entry.record.describe())
+    # The registry is outside every record: only re-tracing at every advance can follow it.
+    run_cell(ns, "def act(z):\n    return jnp.sin(z)\n")
+    registry.register("act", ns["act"])
+    jaxworld.advance()
+    np.testing.assert_allclose(wf(x), np.sum(np.sin(x) ** 2), rtol=1e-6)
+
+
+def test_without_the_check_of_the_code_that_ran_the_registry_pattern_is_stale(monkeypatch):
+    monkeypatch.setattr(jaxworld._deps.settings, "reach", False)
+    registry = _library_module(None, "registry2", """
+        _REGISTRY = {}
+        def lookup(name):
+            return _REGISTRY[name]
+    """)
+    ns = notebook("""
+        def act(z):
+            return jnp.tanh(z)
+        def f(x):
+            return jnp.sum(registry.lookup("act")(x) ** 2)
+    """, registry=registry)
+    registry._REGISTRY["act"] = ns["act"]
+    wf = jaxworld.wrap(ns["f"])
+    x = jnp.array([0.3, -0.2])
+    wf(x)
+    run_cell(ns, "def act(z):\n    return jnp.sin(z)\n")
+    registry._REGISTRY["act"] = ns["act"]
+    jaxworld.advance()
+    np.testing.assert_allclose(wf(x), np.sum(np.tanh(x) ** 2), rtol=1e-6)  # stale

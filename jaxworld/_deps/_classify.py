@@ -1,0 +1,174 @@
+"""Which code is the user's (walked) and which is a library's (compared by identity).
+
+A function is user code when its source file lies outside the standard library, site-packages, JAX,
+NumPy and jaxworld (code run by ``exec`` or in a notebook cell counts as user code). Functions that
+Python generates for a class (``dataclasses``' ``__init__``, ``namedtuple``'s ``__new__``, all with
+the file name ``"<string>"``) belong to the module whose globals they run in.
+
+A class is user code when *any* function it defines is user code, looking through decorators
+(``functools.wraps`` chains, ``staticmethod``/``classmethod``/``property``): a user class whose
+first method carries a library decorator (``@jax.named_call``, ``@jaxtyped``) or whose first
+attribute is a library function (``act: Callable = jax.nn.gelu``) is still the user's (issue #11).
+A class that defines no function at all is classified by its module.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import os
+import sys
+import sysconfig
+import types
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import numpy as np
+
+from ._settings import settings
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    for mod in (jax, np, sys.modules.get("jaxlib")):
+        if mod is not None and getattr(mod, "__file__", None):
+            dirs.add(os.path.dirname(mod.__file__))
+    here = os.path.dirname(os.path.abspath(__file__))
+    dirs.add(os.path.dirname(here))  # jaxworld's own code
+    return tuple(sorted({os.path.join(os.path.realpath(d), "") for d in dirs}))
+
+
+_LIBRARY_DIRS = _library_dirs()
+_user_file_cache: dict[str, bool] = {}
+
+
+def is_user_file(filename: str) -> bool:
+    """True when `filename` (a co_filename or module __file__) is user code."""
+    cached = _user_file_cache.get(filename)
+    if cached is None:
+        if filename.startswith("<frozen "):  # frozen stdlib modules
+            cached = False
+        elif filename.startswith("<"):  # <string>, <ipython-input-...>, <stdin>, <cell>
+            cached = True
+        else:
+            real = os.path.realpath(filename)
+            cached = not real.startswith(_LIBRARY_DIRS)
+        _user_file_cache[filename] = cached
+    return cached
+
+
+def _module_is_user(name: Any, namespace: dict | None = None) -> bool | None:
+    """Whether module `name` is user code; None when no such module is loaded."""
+    if not isinstance(name, str):
+        return None
+    parts = name.split(".")
+    found = None
+    # Extension types often name a submodule that is not in sys.modules, or that is there without
+    # a file ("jaxlib._jax.pytree"): the nearest enclosing package with a file decides.
+    while parts:
+        mod = sys.modules.get(".".join(parts))
+        if mod is not None:
+            if found is None:
+                if namespace is not None and getattr(mod, "__dict__", None) is not namespace:
+                    return None  # a namespace that merely borrows the name
+                found = mod
+            file = getattr(mod, "__file__", None)
+            if isinstance(file, str):
+                return is_user_file(file)
+        parts.pop()
+    if found is None:
+        return None
+    # No file anywhere: a built-in module, a notebook's __main__, or a module made by hand.
+    return found.__name__ not in sys.builtin_module_names
+
+
+def _generated_by_python(fn: types.FunctionType) -> bool:
+    return fn.__code__.co_filename == "<string>"
+
+
+def is_user_function(fn: types.FunctionType) -> bool:
+    if not _generated_by_python(fn):
+        return is_user_file(fn.__code__.co_filename)
+    namespace = fn.__globals__
+    file = namespace.get("__file__")
+    if isinstance(file, str):
+        return is_user_file(file)
+    name = namespace.get("__name__")
+    if isinstance(name, str) and name.startswith("namedtuple_"):
+        return False  # collections.namedtuple's generated methods
+    decided = _module_is_user(name, namespace)
+    return True if decided is None else decided  # exec'd code: the user's
+
+
+def functions_in(attr: Any) -> Iterator[types.FunctionType]:
+    """The Python functions behind a class attribute, through decorators (bounded)."""
+    stack = [attr]
+    seen: set[int] = set()
+    while stack and len(seen) < 16:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, types.FunctionType):
+            yield obj
+        elif isinstance(obj, (staticmethod, classmethod)):
+            stack.append(obj.__func__)
+            continue
+        elif isinstance(obj, property):
+            stack.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
+            continue
+        elif isinstance(obj, (functools.partialmethod, functools.cached_property)):
+            stack.append(obj.func)
+            continue
+        try:
+            wrapped = object.__getattribute__(obj, "__dict__").get("__wrapped__")
+        except (AttributeError, TypeError):
+            wrapped = None
+        if wrapped is not None:
+            stack.append(wrapped)
+
+
+# cls -> (the class's attribute values when decided, the decision). The values are held, so that
+# comparing them by identity is exact; a class whose attributes changed is decided again.
+_class_cache: weakref.WeakKeyDictionary[type, tuple[tuple, bool]] = weakref.WeakKeyDictionary()
+
+
+def is_user_class(cls: type) -> bool:
+    if not settings.reach:
+        return _first_function_decides(cls)
+    try:
+        values = tuple(cls.__dict__.values())
+        cached = _class_cache.get(cls)
+    except TypeError:  # not weak-referenceable
+        return _decide_class(cls)
+    if cached is not None and len(cached[0]) == len(values) and all(
+            map(operator.is_, cached[0], values)):
+        return cached[1]
+    decided = _decide_class(cls)
+    _class_cache[cls] = (values, decided)
+    return decided
+
+
+def _decide_class(cls: type) -> bool:
+    saw_function = False
+    for attr in list(cls.__dict__.values()):
+        for fn in functions_in(attr):
+            if is_user_function(fn):
+                return True
+            if not _generated_by_python(fn):
+                saw_function = True
+    if saw_function:
+        return False
+    return bool(_module_is_user(cls.__module__))  # unknown C-level classes: nothing to walk
+
+
+def _first_function_decides(cls: type) -> bool:
+    """The classification before issue #11 (kept for `settings.reach = False`)."""
+    for attr in cls.__dict__.values():
+        fn = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
+        if isinstance(fn, types.FunctionType):
+            return is_user_function(fn)
+    return bool(_module_is_user(cls.__module__))

@@ -1,0 +1,47 @@
+"""The code that ran during a trace, read from the jaxpr it made (issue #11).
+
+Every equation of a jaxpr carries the Python traceback of the moment it was bound
+(`eqn.source_info.traceback`, recorded by JAX anyway). The user code objects in those tracebacks,
+below the frame that started the trace, are code that ran and shaped the trace. A record must
+reach each of them. One that a walk from the function and its arguments did not reach (a callback
+registered in a library's registry, a function found by a computed name) ran through a path the
+record cannot watch: rather than trust it, the record reports a change at every check.
+
+Why not a profiler: `sys.setprofile` (the only per-call hook on Python 3.11) made a trace 2.5x
+slower and `cProfile` 2.7x (measured on a 4-layer MLP loss, 10,081 profile events for a 1.5 ms
+trace); reading the tracebacks costs a few percent and nothing when no uncovered code ran.
+What this cannot see: user code that ran without any JAX operation being bound while it was on
+the stack (a helper returning a Python float) and that nothing reachable refers to.
+"""
+
+from __future__ import annotations
+
+import types
+
+from .._compat import core
+from ._classify import is_user_file
+
+
+def user_code_that_ran(jaxpr: core.ClosedJaxpr | core.Jaxpr,
+                       boundary: types.CodeType) -> set[types.CodeType]:
+    """User code objects on the stack, below `boundary`'s frame, when equations were bound."""
+    found: set[types.CodeType] = set()
+    stack = [getattr(jaxpr, "jaxpr", jaxpr)]
+    seen: set[int] = set()
+    while stack:
+        j = stack.pop()
+        if id(j) in seen:
+            continue
+        seen.add(id(j))
+        for eqn in j.eqns:
+            traceback = eqn.source_info.traceback
+            if traceback is not None:
+                codes = traceback.raw_frames()[0]  # innermost first
+                try:
+                    stop = codes.index(boundary)
+                except ValueError:  # traced elsewhere (a cached sub-jaxpr): not this trace
+                    stop = 0
+                found.update(c for c in codes[:stop] if c.co_filename != "<string>"
+                             and is_user_file(c.co_filename))
+            stack.extend(core.jaxprs_in_params(eqn.params))
+    return found

@@ -1,0 +1,218 @@
+"""Snapshot tokens and short descriptions.
+
+A token is compared with ``==`` against the token of the next walk. Identity tokens hold weak
+references where possible so a record does not keep replaced helpers or arrays alive (and a dead
+referent never equals a live object, so id reuse cannot hide a change).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+class _Ident:
+    __slots__ = ("_get", "_id")
+
+    def __init__(self, obj: Any, weak: bool) -> None:
+        self._id = id(obj)
+        getter: Callable[[], Any] | None = None
+        if weak:
+            try:
+                getter = weakref.ref(obj)
+            except TypeError:
+                pass
+        self._get = getter if getter is not None else (lambda: obj)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Ident) or self._id != other._id:
+            return False
+        mine = self._get()
+        return mine is not None and mine is other._get()
+
+    def __hash__(self) -> int:
+        return self._id
+
+
+class _Unverifiable:
+    """Token for a value the walk could not inspect (nested beyond `_MAX_DEPTH`,
+    or an inspection raised): never equal to anything, so a record holding one
+    always reports a change -- a needless re-trace rather than a stale one."""
+
+    __eq__ = object.__eq__  # identity only: a fresh walk never matches
+    __hash__ = object.__hash__
+
+
+_MAX_DEPTH = 100  # nesting levels; each costs ~6 Python frames of recursion
+_ABSENT = ("<absent>",)
+_EMPTY_CELL = ("<empty cell>",)
+_NONE_TOKEN = (type(None), None)
+_CUSTOM_RULE_FIELDS = ("fun", "jvp", "fwd", "bwd", "nondiff_argnums", "nondiff_argnames",
+                       "symbolic_zeros", "optimize_remat")
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_CONTAINERS = (tuple, list, dict, set, frozenset)
+_BORING_CLASS_ATTRS = frozenset(
+    {"__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__annotations__",
+     "__slots__", "__firstlineno__", "__static_attributes__"})
+_BORING_FUNCTION_ATTRS = frozenset(
+    {"__module__", "__name__", "__qualname__", "__doc__", "__annotations__"})
+
+
+
+def _digest(data: Any) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _scalar_token(value: Any) -> tuple:
+    if isinstance(value, (float, complex)):
+        return (type(value), repr(value))  # repr: nan == nan, and -0.0 != 0.0
+    if isinstance(value, (str, bytes)) and len(value) > 256:
+        raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+        return (type(value), len(value), _digest(raw))
+    return (type(value), value)
+
+
+def _array_digest(arr: np.ndarray) -> str:
+    if arr.dtype.hasobject:  # pointers only: element objects by identity
+        return _digest(np.array([id(x) for x in arr.ravel()], dtype=np.int64).tobytes())
+    flat = np.ascontiguousarray(arr).reshape(-1)  # a view unless arr is non-contiguous
+    try:
+        return _digest(flat.view(np.uint8))
+    except (ValueError, TypeError):  # zero-itemsize dtypes and the like
+        return _digest(flat.tobytes())
+
+
+def _instance_dict(obj: Any) -> dict:
+    """`obj.__dict__` without triggering `__getattr__`; {} when there is none."""
+    try:
+        d = object.__getattribute__(obj, "__dict__")
+    except (AttributeError, TypeError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+_names_by_code: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _code_names(code: types.CodeType) -> tuple[str, ...]:
+    """co_names of `code` and of its nested code objects, in a stable order (cached per code)."""
+    cached = _names_by_code.get(code)
+    if cached is not None:
+        return cached
+    names: dict[str, None] = {}
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(dict.fromkeys(c.co_names))
+        stack.extend(reversed([k for k in c.co_consts if isinstance(k, types.CodeType)]))
+    result = _names_by_code[code] = tuple(names)
+    return result
+
+
+def _short(value: Any, depth: int = 0, digest: str | None = None) -> str:
+    """A short, cheap description of a value (never a full repr of big things)."""
+    if isinstance(value, tuple) and value in (_ABSENT, _EMPTY_CELL):
+        return {_ABSENT: "<not defined>", _EMPTY_CELL: "<empty cell>"}[value]
+    if isinstance(value, _SCALARS):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, np.ndarray):
+        shape = ",".join(map(str, value.shape))
+        digest = digest or _array_digest(value)
+        return f"ndarray {value.dtype}[{shape}] (contents hash {digest[:8]})"
+    if isinstance(value, jax.Array):
+        shape = ",".join(map(str, value.shape))
+        return f"jax.Array {value.dtype}[{shape}] at 0x{id(value):x}"
+    if isinstance(value, (np.generic, np.dtype)):
+        return repr(value)
+    if isinstance(value, types.FunctionType):
+        code = value.__code__
+        return (f"function {value.__qualname__} at "
+                f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}")
+    if isinstance(value, types.CodeType):
+        return (f"code of {value.co_name} at "
+                f"{os.path.basename(value.co_filename)}:{value.co_firstlineno}")
+    if isinstance(value, types.MethodType):
+        return (f"bound method {_short(value.__func__)} of "
+                f"{type(value.__self__).__qualname__} object")
+    if isinstance(value, functools.partial):
+        return f"functools.partial of {_short(value.func)}"
+    if isinstance(value, types.ModuleType):
+        return f"module {value.__name__}"
+    if isinstance(value, type):
+        return f"class {value.__module__}.{value.__qualname__}"
+    if isinstance(value, _CONTAINERS):
+        kind = type(value).__qualname__
+        if depth >= 1 or len(value) > 6:
+            return f"{kind} of {len(value)} items"
+        if isinstance(value, dict):
+            parts = [f"{_short(k, 1)}: {_short(v, 1)}" for k, v in value.items()]
+        else:
+            parts = [_short(v, 1) for v in value]
+        return f"{kind} [{', '.join(parts)}]"
+    name = getattr(type(value), "__qualname__", type(value).__name__)
+    label = _instance_dict(value).get("__qualname__")
+    return f"{name} {label}" if isinstance(label, str) else f"{name} object at 0x{id(value):x}"
+
+
+class _What:
+    """A dependency's description, built lazily from its parent's.
+
+    Paths through nested objects can be long; composing the text only when a
+    change is reported keeps each walk linear in the number of entries.
+    """
+
+    __slots__ = ("head", "parent", "tail")
+
+    def __init__(self, head: str, parent: str | _What, tail: str = "") -> None:
+        self.head, self.parent, self.tail = head, parent, tail
+
+    def __str__(self) -> str:
+        heads: list[str] = []
+        tails: list[str] = []
+        node: str | _What = self
+        while isinstance(node, _What):  # iterative: chains may be deep
+            heads.append(node.head)
+            tails.append(node.tail)
+            node = node.parent
+        return "".join(heads) + node + "".join(reversed(tails))
+
+
+_Text = str | _What  # a description, possibly still lazy
+
+
+
+_Text = str | _What  # a description, possibly still lazy
+
+
+def _where(value: Any) -> str | None:
+    """Where the definition of `value` comes from, when it is code."""
+    if isinstance(value, (types.MethodType, staticmethod, classmethod)):
+        value = value.__func__
+    elif isinstance(value, functools.partial):
+        value = value.func
+    elif isinstance(value, (jax.custom_jvp, jax.custom_vjp)):
+        value = value.fun
+    if not isinstance(value, (types.FunctionType, types.CodeType)):
+        wrapped = _instance_dict(value).get("__wrapped__")
+        if wrapped is None:
+            return None
+        value = wrapped
+    code = value.__code__ if isinstance(value, types.FunctionType) else value
+    if not isinstance(code, types.CodeType):
+        return None
+    name = code.co_filename
+    if "<ipython-input-" in name or "/ipykernel_" in name:
+        return "notebook cell"
+    return f"{os.path.basename(name)}:{code.co_firstlineno}"
+
+

@@ -1,0 +1,843 @@
+"""The walk: from the roots of a record to everything that can change a trace.
+
+The walker visits values. Plain data (scalars, arrays, containers) is folded into a *token*; things
+that hold code (functions, methods, partials, classes, modules, objects) are *expanded*: their parts
+are visited in turn. Both are chosen by the value's type through two tables, `TOKENIZERS` and
+`EXPANDERS` (type -> rule, looked up along the type's MRO, like JAX's primitive rule tables): a new
+kind of object is one entry.
+
+Every visit appends an `_Entry` (a stable key, a lazy description, a token) and, when the walk is
+guarded, logs the read as a guard (`_guards.py`). The same four facts travel down the walk in one
+`At`: the key, the description, the trail of user functions that led here (for "read by f -> g")
+and the names those functions read (for the attributes of library objects).
+
+What each rule follows (issue #11 added the parts marked *):
+* user functions: code, globals named by the code (and by nested code), builtins, closure cells,
+  defaults, attributes; modules imported inside the body (``import m`` reads ``sys.modules``)*;
+* library functions: identity, plus ``__wrapped__`` and closure cells holding user code;
+* bound methods, partials (``jax.tree_util.Partial`` too), static/class methods, properties;
+* classes: user classes wholesale (every attribute, through the MRO, and the metaclass's user
+  attributes*); library classes: the attributes any walked user code names*;
+* user objects: class, instance ``__dict__`` and slots; library objects: the attributes any walked
+  user code names*, every field of data-like ones (dataclasses, ``SimpleNamespace``)*, and every
+  field holding user code (a user function in an ``eqx.nn.MLP``'s activation)*;
+* instances of user subclasses of builtins (NamedTuple with methods, float / dict subclasses,
+  IntEnum) and of NumPy arrays (a masked array's mask): their value, class and fields*;
+* JAX's trace configuration flags that JAX leaves out of its own cache key*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+import types
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from .._compat import AbstractValue, out_of_key_config
+from ._classify import is_user_class, is_user_function
+from ._guards import (
+    _HEAPTYPE,
+    _builtins_of,
+    _cell_contents,
+    _content_checker,
+    _dict_of,
+    _equals,
+    _followed,
+    _Guards,
+    _holder,
+    _In,
+    _is_absent_or_none,
+    _live,
+    _NotGuardable,
+    _resolve,
+    _same_resolution,
+    _slot_value,
+)
+from ._settings import settings
+from ._tokens import (
+    _ABSENT,
+    _BORING_CLASS_ATTRS,
+    _BORING_FUNCTION_ATTRS,
+    _CONTAINERS,
+    _CUSTOM_RULE_FIELDS,
+    _EMPTY_CELL,
+    _MAX_DEPTH,
+    _SCALARS,
+    _array_digest,
+    _code_names,
+    _Ident,
+    _instance_dict,
+    _scalar_token,
+    _short,
+    _Text,
+    _Unverifiable,
+    _What,
+)
+
+_EXACT_SCALARS = frozenset(_SCALARS)
+_EXACT_CONTAINERS = frozenset(_CONTAINERS)
+# Fields of library objects are followed into values of these kinds when nobody names them.
+_DATA_LIKE = (types.SimpleNamespace,)
+_MAX_SCAN = 64  # elements looked at when asking whether a library field holds user code
+
+
+class At(NamedTuple):
+    """Where the walk is: the entry key, its description, the trail, the reader's names."""
+
+    key: tuple[str, ...]
+    what: _Text
+    trail: tuple[str, ...]
+    names: tuple[str, ...]
+
+    def down(self, label: str | tuple[str, ...], what: _Text) -> At:
+        label = (label,) if isinstance(label, str) else label
+        return At(self.key + label, what, self.trail, self.names)
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: tuple[str, ...]  # edge labels from the roots: stable between walks
+    what: _Text
+    kind: str  # "dep", "absent" (global not defined), "builtin", "config"
+    token: Any = None
+    text: str | None = None  # description, filled at capture
+    value: Any = None  # the live value, kept only by a re-walk (transient)
+    place: tuple | None = None  # (kind, holder, name) of a user-level place, for `sites()`
+
+
+def _dispatch(table: dict[type, Callable], cache: dict[type, Callable | None],
+              cls: type) -> Callable | None:
+    try:
+        return cache[cls]
+    except KeyError:
+        pass
+    rule = next((table[k] for k in cls.__mro__ if k in table), None)
+    cache[cls] = rule
+    return rule
+
+
+def _is_data_like(obj: Any) -> bool:
+    return isinstance(obj, _DATA_LIKE) or (
+        dataclasses.is_dataclass(obj) and not isinstance(obj, type))
+
+
+def _bears_code(value: Any, depth: int = 0) -> bool:
+    """Whether a field of a library object can hold user code (then it is walked unnamed)."""
+    if isinstance(value, types.FunctionType):
+        return is_user_function(value)
+    if isinstance(value, type):
+        return is_user_class(value)
+    if isinstance(value, _SCALARS) or depth >= 3:
+        return False
+    if isinstance(value, types.MethodType):
+        return _bears_code(value.__func__, depth + 1) or _bears_code(value.__self__, depth + 1)
+    if isinstance(value, functools.partial):
+        return (_bears_code(value.func, depth + 1) or _bears_code(value.args, depth + 1)
+                or _bears_code(value.keywords, depth + 1))
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(_bears_code(v, depth + 1) for v in value[:_MAX_SCAN])
+    if isinstance(value, dict):
+        return any(_bears_code(v, depth + 1)
+                   for _, v in zip(range(_MAX_SCAN), value.values(), strict=False))
+    if isinstance(value, (types.ModuleType, AbstractValue)):
+        return False
+    cls = type(value)
+    if is_user_class(cls):
+        return True
+    if _is_data_like(value):
+        return any(_bears_code(v, depth + 1) for _, v in _fields_of(value))
+    return False
+
+
+def _fields_of(obj: Any) -> list[tuple[str, Any]]:
+    """(name, value) of an object's instance dict and its slots (unset slots left out)."""
+    out = list(_instance_dict(obj).items())
+    for klass in type(obj).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            descriptor = klass.__dict__.get(name)
+            if name in ("__dict__", "__weakref__") or not hasattr(descriptor, "__get__"):
+                continue
+            value = _slot_value(descriptor, obj, klass)
+            if value is not _EMPTY_CELL:
+                out.append((f"{klass.__qualname__}.{name}", value))
+    return out
+
+
+_imports_by_code: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _imported_modules(code: types.CodeType) -> tuple[str, ...]:
+    """Names of the modules an ``import`` statement in `code` (or its nested code) reads."""
+    cached = _imports_by_code.get(code)
+    if cached is None:
+        import dis
+
+        names: dict[str, None] = {}
+        stack = [code]
+        while stack:
+            c = stack.pop()
+            for ins in dis.get_instructions(c):
+                if ins.opname == "IMPORT_NAME" and isinstance(ins.argval, str):
+                    names[ins.argval] = None
+            stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        cached = _imports_by_code[code] = tuple(names)
+    return cached
+
+
+
+
+class Walker:
+    """One walk from a record's roots: appends entries in a deterministic order."""
+
+    def __init__(self, capture: bool, memo: dict | None = None, guards: bool = False) -> None:
+        self.capture = capture  # capture: describe values now and hold them weakly
+        self._memo = {} if memo is None else memo  # id(array) -> (array, digest)
+        self.entries: list[_Entry] = []
+        self._done: dict[tuple, Any] = {}  # (id, tag) -> object, pinned so ids stay unique
+        self._active: set[int] = set()  # containers being tokenized (cycle guard)
+        self._depth = 0
+        self.guards: _Guards | None = _Guards() if guards else None
+        self.verifiable = True  # False once a token is `_Unverifiable`
+        # Every code object of a walked user function (with its nested code): what `ran.py`
+        # compares with the code that ran during the trace.
+        self.codes: set[types.CodeType] = set()
+        # Names read by any walked user code, in first-seen order, and the library objects and
+        # classes whose attributes of those names are walked (issue #11: a method reading
+        # `self.cfg.scale` names `scale` for the config object its caller passed).
+        self.user_names: dict[str, None] = {}
+        self._named_holders: list[tuple[Any, At, set[str], Callable]] = []
+
+    # -- guards --------------------------------------------------------------------------------
+    def guard(self, read: _In | Callable[[], Any] | None, value: Any,
+              check: Callable[[Any], bool] | None = None) -> None:
+        """Log a read of `value`: `read()` must give `value` again (`check(read())`, if given).
+
+        `read=None`: a place that cannot be rebound; only the contents of `value` are guarded.
+        """
+        g = self.guards
+        if g is None:
+            return
+        try:
+            content = None if check is not None else _content_checker(value, 0)
+        except _NotGuardable:
+            self.guards = None
+            return
+        if isinstance(read, _In):
+            if check is None:
+                group = g.groups.get(read.source)
+                if group is None:
+                    group = g.groups[read.source] = (read.namespace, [], [])
+                group[1].append(read.name)
+                group[2].append(g.ident(value))
+                if content is None:
+                    return
+                read = None  # the identity is in the group; the contents are checked below
+            else:
+                namespace, name = read.namespace, read.name
+                read = lambda: namespace().get(name, _ABSENT)  # noqa: E731
+        if check is not None:
+            g.checks.append(lambda: check(read()))
+        elif read is None:
+            if content is not None:
+                held = _holder(value)
+                g.checks.append(lambda: content(held()))
+        else:
+            g.reads.append(read)
+            g.read_ids.append(g.ident(value))
+            if content is not None:
+                held = _holder(value)
+                g.checks.append(lambda: content(held()))
+
+    def unverifiable(self) -> None:
+        """A value could not be inspected: the record reports a change at every check."""
+        self.verifiable = False
+        self.guards = None
+
+    def finished_guards(self) -> _Guards | None:
+        return None if self.guards is None else self.guards.finish()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def once(self, obj: Any, tag: Any = None) -> bool:
+        """True the first time (obj, tag) is expanded in this walk."""
+        k = (id(obj), id(tag))
+        if k in self._done:
+            return False
+        self._done[k] = (obj, tag)
+        return True
+
+    def record(self, at: At, kind: str, token: Any, value: Any,
+               read: _In | Callable[[], Any] | None = None) -> _Entry:
+        self.guard(read, value)
+        entry = _Entry(at.key, at.what, kind, token)
+        self._fill(entry, value)
+        self.entries.append(entry)
+        return entry
+
+    def _fill(self, entry: _Entry, value: Any) -> None:
+        if self.capture:
+            token = entry.token  # reuse an array's digest rather than hashing twice
+            digest = token[4] if isinstance(token, tuple) and token[:1] == ("ndarray",) else None
+            try:
+                entry.text = _short(value, digest=digest)
+            except Exception:
+                entry.text = f"<{type(value).__name__} object>"
+        else:
+            entry.value = value
+
+    def visit(self, value: Any, at: At, kind: str = "dep",
+              read: _In | Callable[[], Any] | None = None, place: tuple | None = None) -> Any:
+        """Record `value` at `at`, expand what it reaches, return its token.
+
+        `read` reads the same place again (for the guards); None where the place cannot be
+        rebound (a root, a bound method's function, an element of a guarded container). `place`
+        names a user-level place that `DependencyRecord.sites()` can rebind.
+        """
+        self.guard(read, value)
+        entry = _Entry(at.key, at.what, kind, place=place if self.capture else None)
+        self.entries.append(entry)  # before the children, so parents come first
+        try:
+            entry.token = self.token(value, at)
+        except Exception:  # an object that resists inspection: never trusted
+            entry.token = _Unverifiable()
+            self.unverifiable()
+        self._fill(entry, value)
+        return entry.token
+
+    # -- tokens --------------------------------------------------------------------------------
+    def token(self, value: Any, at: At) -> Any:
+        cls = type(value)
+        if cls in _EXACT_SCALARS:
+            return _scalar_token(value)
+        if self._depth >= _MAX_DEPTH:
+            # Deeper than the recursion we allow (a long linked structure): unverifiable, so
+            # the record conservatively reports a change.
+            self.unverifiable()
+            return _Unverifiable()
+        self._depth += 1
+        try:
+            rule = _dispatch(TOKENIZERS, _tokenizer_cache, cls)
+            if rule is not None:
+                return rule(self, value, at)
+            return self._object_token(value, at)
+        finally:
+            self._depth -= 1
+
+    def _object_token(self, value: Any, at: At) -> Any:
+        cls = type(value)
+        if cls.__flags__ & _HEAPTYPE and not isinstance(value, (type, types.ModuleType)):
+            # An instance of a Python class can be given another class, which changes how it
+            # is walked (classes and modules are walked the same whatever their metaclass).
+            held = _holder(value)
+            self.guard(lambda: type(held()), cls)
+        rule = _dispatch(EXPANDERS, _expander_cache, cls)
+        rule(self, value, at)
+        if isinstance(value, types.MethodType):  # a fresh object per attribute access
+            return ("method", _Ident(value.__func__, self.capture),
+                    _Ident(value.__self__, self.capture))
+        return _Ident(value, self.capture)
+
+    def digest(self, arr: np.ndarray) -> str:
+        known = self._memo.get(id(arr))
+        if known is not None and known[0] is arr:
+            return known[1]
+        digest = _array_digest(arr)
+        self._memo[id(arr)] = (arr, digest)  # holds arr: its id cannot be reused meanwhile
+        return digest
+
+    def element(self, value: Any, at: At) -> Any:
+        # Plain data is folded into the container's token; anything that can be walked gets its
+        # own entry so its insides are reported precisely.
+        if type(value) in _EXACT_SCALARS or isinstance(
+                value, _CONTAINERS + (np.ndarray, np.generic, np.dtype, jax.Array)):
+            return self.token(value, at)
+        return self.visit(value, at)
+
+    def subclass_parts(self, value: Any, at: At) -> None:
+        """The class and fields of an instance of a subclass of a builtin or of ndarray."""
+        if not settings.reach or not self.once(value, "subclass"):
+            return
+        cls = type(value)
+        self.visit(cls, at.down("__class__", _What("class of ", at.what)))
+        if not isinstance(value, np.ndarray) and not is_user_class(cls):
+            return
+        held = _holder(value)
+        fields = _instance_dict(value)
+        self.guard(lambda: tuple(_instance_dict(_live(held()))), None,
+                   check=_equals(tuple(fields)))
+        source, reader = _dict_of(held)
+        for name, field in list(fields.items()):
+            self.visit(field, at.down(("field", name), _What(f"field '{name}' of ", at.what)),
+                       read=_In(source, reader, name))
+
+    # -- user functions ------------------------------------------------------------------------
+    def walk_function(self, fn: types.FunctionType, at: At) -> None:
+        """Code, globals, builtins, cells, defaults and attributes of a user function."""
+        trail = at.trail + (fn.__qualname__,)
+        via = " -> ".join(trail)
+        code = fn.__code__
+        names = _code_names(code)
+        at = At(at.key, at.what, trail, names)
+        if settings.reach:
+            self.user_names.update(dict.fromkeys(names))
+        self._note_code(code)
+        held = _holder(fn)
+        self.record(at.down("__code__", f"code of {via}"), "dep", _Ident(code, self.capture),
+                    code, read=lambda: held().__code__)
+        namespace = fn.__globals__  # read-only attributes, like __builtins__ and __closure__
+        module = namespace.get("__name__", "<namespace>")
+        builtin_ns = _builtins_of(fn)
+        for name in names:
+            desc = f"global '{name}' of module '{module}' (read by {via})"
+            # Reads go through the weakly held function (never the namespace itself): a guard
+            # must not keep a notebook's namespace, and the wrapped functions in it, alive.
+            read = _In(id(namespace), lambda: held().__globals__, name)
+            if name in namespace:
+                self.visit(namespace[name], at.down(("global", name), desc), read=read,
+                           place=("global", held, name))
+                continue
+            # Recorded so that a global defined later (shadowing a builtin, or satisfying a
+            # NameError-guarded path) is seen as a change.
+            self.record(at.down(("global", name), desc), "absent", _ABSENT, _ABSENT, read=read)
+            read_builtin = _In(id(builtin_ns), lambda: _builtins_of(held()), name)
+            if name in builtin_ns:
+                self.visit(builtin_ns[name],
+                           at.down(("builtin", name), f"builtin '{name}' (read by {via})"),
+                           kind="builtin", read=read_builtin)
+            else:
+                self.guard(read_builtin, _ABSENT)
+        if settings.reach:
+            self._imports(code, at, via)
+        for i, (var, cell) in enumerate(zip(code.co_freevars, fn.__closure__ or (), strict=True)):
+            self.visit(_cell_contents(cell),
+                       at.down(("cell", var), f"closure variable '{var}' of {via}"),
+                       read=lambda i=i: _cell_contents(held().__closure__[i]),
+                       place=("cell", held, i))
+        self.visit(fn.__defaults__, at.down("__defaults__", f"default arguments of {via}"),
+                   read=lambda: held().__defaults__)
+        self.visit(fn.__kwdefaults__, at.down("__kwdefaults__", f"keyword defaults of {via}"),
+                   read=lambda: held().__kwdefaults__)
+        attrs = list(fn.__dict__.items())
+        self.guard(lambda: tuple(held().__dict__), None,
+                   check=_equals(tuple(k for k, _ in attrs)))
+        source, fn_dict = _dict_of(held)
+        for attr, value in attrs:
+            if attr not in _BORING_FUNCTION_ATTRS:
+                self.visit(value, at.down(("attr", attr), f"attribute '{attr}' of {via}"),
+                           read=_In(source, fn_dict, attr))
+
+    def _note_code(self, code: types.CodeType) -> None:
+        stack = [code]
+        while stack:
+            c = stack.pop()
+            if c not in self.codes:
+                self.codes.add(c)
+                stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+
+    def _imports(self, code: types.CodeType, at: At, via: str) -> None:
+        # `import m` in a function body reads sys.modules["m"] at every call: swapping the module
+        # there (a test double, a reload by hand) changes what the code runs.
+        modules = sys.modules
+        for name in _imported_modules(code):
+            read = _In(id(modules), lambda: sys.modules, name)
+            desc = f"module '{name}' imported by {via}"
+            if name in modules:
+                self.visit(modules[name], at.down(("import", name), desc), read=read)
+            else:
+                self.record(at.down(("import", name), desc), "absent", _ABSENT, _ABSENT, read=read)
+
+    # -- attributes of library objects and classes, by name ------------------------------------
+    def named_attrs(self, holder: Any, at: At, visit_name: Callable[[str], None]) -> None:
+        """Walk the attributes of `holder` named by the reader, and later by any user code."""
+        if not settings.reach:
+            for name in at.names:
+                visit_name(name)
+            return
+        seen: set[str] = set()
+        for name in at.names:
+            seen.add(name)
+            visit_name(name)
+        self._named_holders.append((holder, at, seen, visit_name))
+
+    def finish_names(self) -> None:
+        """Walk what later-walked user code names on earlier library objects (to a fixpoint)."""
+        progress = True
+        while progress:
+            progress = False
+            i = 0
+            while i < len(self._named_holders):  # the list grows while walking
+                _, _, seen, visit_name = self._named_holders[i]
+                for name in list(self.user_names):
+                    if name not in seen:
+                        seen.add(name)
+                        visit_name(name)
+                        progress = True
+                i += 1
+
+    # -- entry point ---------------------------------------------------------------------------
+    def walk(self, origin: Any, roots: tuple[tuple[str, Any], ...] = ()) -> None:
+        config = out_of_key_config()
+        self.guard(out_of_key_config, config, check=_equals(config))
+        self.record(At(("jax config",), "JAX configuration", (), ()), "config", config, config)
+        self.visit(origin, At(("origin",), "traced callable", (), ()))
+        for label, value in roots:
+            self.visit(value, At(("root", label), label, (), ()))
+        self.finish_names()
+
+
+# -- tokenizers: plain data ----------------------------------------------------------------------
+
+def _scalar_subclass(w: Walker, value: Any, at: At) -> Any:
+    # bool/int/float/str subclasses, IntEnum members: the value, and (issue #11) the class's code.
+    w.subclass_parts(value, at)
+    return _scalar_token(value)
+
+
+def _ndarray(w: Walker, value: np.ndarray, at: At) -> Any:
+    if type(value) is not np.ndarray:
+        w.subclass_parts(value, at)  # a masked array's mask lives in its __dict__
+    return ("ndarray", _Ident(value, w.capture), value.dtype, value.shape, w.digest(value))
+
+
+def _container(w: Walker, value: Any, at: At) -> Any:
+    if type(value) not in _EXACT_CONTAINERS:
+        w.subclass_parts(value, at)  # a NamedTuple's methods, a dict subclass's class
+    if id(value) in w._active:
+        return ("<cycle>", type(value))
+    w._active.add(id(value))
+    try:
+        if isinstance(value, dict):
+            items = []
+            for i, (k, v) in enumerate(list(value.items())):
+                short = isinstance(k, (str, int)) and len(repr(k)) < 40
+                label = f"[{k!r}]" if short else f"[#{i}]"
+                k_tok = w.element(k, at.down(label + ".key", _What(f"key {label} of ", at.what)))
+                v_tok = w.element(v, at.down(label, _What(f"item {label} of ", at.what)))
+                items.append((k_tok, v_tok))
+            return (type(value), tuple(items))
+        elems = [w.element(v, at.down(f"[{i}]", _What(f"item [{i}] of ", at.what)))
+                 for i, v in enumerate(list(value))]
+        if isinstance(value, (set, frozenset)):
+            try:
+                return (type(value), frozenset(elems))
+            except TypeError:  # an unhashable token: fall back to order
+                pass
+        return (type(value), tuple(elems))
+    finally:
+        w._active.discard(id(value))
+
+
+TOKENIZERS: dict[type, Callable[[Walker, Any, At], Any]] = {
+    bool: _scalar_subclass, int: _scalar_subclass, float: _scalar_subclass,
+    complex: _scalar_subclass, str: _scalar_subclass, bytes: _scalar_subclass,
+    np.ndarray: _ndarray,
+    np.generic: lambda w, v, at: (type(v), v.tobytes()),
+    np.dtype: lambda w, v, at: (np.dtype, v),
+    jax.Array: lambda w, v, at: _Ident(v, w.capture),  # immutable: identity suffices
+    AbstractValue: lambda w, v, at: (AbstractValue, v),  # an argument's aval in a skeleton
+    tuple: _container, list: _container, dict: _container, set: _container,
+    frozenset: _container,
+}
+_tokenizer_cache: dict[type, Callable | None] = {}
+
+
+# -- expanders: things that hold code -------------------------------------------------------------
+
+def _function(w: Walker, fn: types.FunctionType, at: At) -> None:
+    if not w.once(fn):
+        return
+    if is_user_function(fn):
+        w.walk_function(fn, at)
+    else:
+        _library_function(w, fn, at)
+
+
+def _library_function(w: Walker, fn: types.FunctionType, at: At) -> None:
+    # Not walked, but transformations (jax.vmap, jax.grad, decorators) keep the user function in
+    # __wrapped__ or a closure cell: follow those.
+    held = _holder(fn)
+    w.guard(lambda: held().__code__, fn.__code__)  # which code decides user vs library
+    wrapped = fn.__dict__.get("__wrapped__")
+    read_wrapped = _In(*_dict_of(held), "__wrapped__")
+    if wrapped is not None:
+        w.visit(wrapped, at.down("__wrapped__", _What("function wrapped by ", at.what)),
+                read=read_wrapped)
+    else:
+        w.guard(read_wrapped, _ABSENT, check=_is_absent_or_none)
+    for i, (var, cell) in enumerate(zip(fn.__code__.co_freevars, fn.__closure__ or (),
+                                        strict=True)):
+        content = _cell_contents(cell)
+        read = (lambda i=i: _cell_contents(held().__closure__[i]))
+        if content is not _EMPTY_CELL and content is not wrapped and _followed(content):
+            w.visit(content, at.down(("cell", var), _What(f"closure variable '{var}' of ",
+                                                          at.what)), read=read)
+        else:
+            # Not followed: only whether it would be (a library's cache in a cell may change at
+            # every call without this being a change).
+            w.guard(read, content, check=(
+                lambda current, w_=wrapped: current is _EMPTY_CELL or current is w_
+                or not _followed(current)))
+
+
+def _method(w: Walker, value: types.MethodType, at: At) -> None:
+    if w.once(value):
+        w.visit(value.__func__, at.down("__func__", _What("function of ", at.what)))
+        w.visit(value.__self__, at.down("__self__", _What("object bound to ", at.what)))
+
+
+def _partial(w: Walker, value: Any, at: At) -> None:
+    if w.once(value):
+        # Read again through the object: `partial.__setstate__` and a partialmethod's attributes
+        # can rebind them.
+        held = _holder(value)
+        for attr, label in (("func", "function of "), ("args", "arguments of "),
+                            ("keywords", "keyword arguments of ")):
+            w.visit(getattr(value, attr), at.down(attr, _What(label, at.what)),
+                    read=lambda a=attr: getattr(held(), a))
+
+
+def _static_or_classmethod(w: Walker, value: Any, at: At) -> None:
+    held = _holder(value)  # calling __init__ again rebinds __func__
+    w.visit(value.__func__, at.down("__func__", _What("function of ", at.what)),
+            read=lambda: held().__func__)
+
+
+def _property(w: Walker, value: property, at: At) -> None:
+    held = _holder(value)
+    for part in ("fget", "fset", "fdel"):
+        w.visit(getattr(value, part), at.down(part, _What(f"{part} of ", at.what)),
+                read=lambda a=part: getattr(held(), a))
+
+
+def _cached_property(w: Walker, value: functools.cached_property, at: At) -> None:
+    held = _holder(value)
+    w.visit(value.func, at.down("func", _What("function of ", at.what)),
+            read=lambda: held().func)
+
+
+def _module(w: Walker, module: types.ModuleType, at: At) -> None:
+    # `m.attr` patterns: every co_name of the reader that the module defines.
+    if not w.once(module, at.names):
+        return
+    namespace = _instance_dict(module)
+    source, reader = _dict_of(_holder(module))
+    for name in at.names:
+        read = _In(source, reader, name)
+        if name in namespace:
+            w.visit(namespace[name], at.down(("attr", name), _What(f"attribute '{name}' of ",
+                                                                   at.what)), read=read)
+        else:
+            w.guard(read, _ABSENT)
+
+
+def _class(w: Walker, cls: type, at: At) -> None:
+    user = is_user_class(cls)
+    held = _holder(cls)
+    if not user:
+        if w.once(cls, None if settings.reach else at.names):
+            w.guard(lambda: is_user_class(_live(held())), user, check=_equals(user))
+            _named_class_attrs(w, cls, at)
+        return
+    if not w.once(cls):
+        return
+    w.guard(lambda: is_user_class(_live(held())), user, check=_equals(user))
+    # Reassigning __bases__ changes what every attribute lookup resolves to.
+    w.record(at.down("__mro__", _What("base classes of ", at.what)), "dep",
+             tuple(_Ident(k, w.capture) for k in cls.__mro__), cls.__mro__,
+             read=lambda: held().__mro__)
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        k_held = _holder(klass)
+        if klass is not cls:
+            k_user = is_user_class(klass)
+            w.guard(lambda k=k_held: is_user_class(_live(k())), k_user, check=_equals(k_user))
+            if not k_user:
+                continue  # library bases: their attributes named by the reader, below
+        attrs = list(klass.__dict__.items())
+        w.guard(lambda k=k_held: tuple(k().__dict__), None,
+                check=_equals(tuple(name for name, _ in attrs)))
+        for name, attr in attrs:
+            if name not in _BORING_CLASS_ATTRS:
+                w.visit(attr, at.down((f"class {klass.__qualname__}", name),
+                                      _What(f"attribute '{name}' of class "
+                                            f"'{klass.__qualname__}' (", at.what, ")")),
+                        read=_In(("class", id(klass)), lambda k=k_held: k().__dict__, name),
+                        place=("class", k_held, name))
+    meta = type(cls)
+    if settings.reach and meta is not type:
+        # `C.scale` can come from the metaclass (issue #11).
+        w.visit(meta, at.down("__metaclass__", _What("metaclass of ", at.what)),
+                read=lambda: type(held()))
+    _named_class_attrs(w, cls, at)
+
+
+def _named_class_attrs(w: Walker, cls: type, at: At) -> None:
+    """Attributes the reader names, resolved through the MRO (library classes)."""
+    held = _holder(cls)
+
+    def visit_name(name: str) -> None:
+        found = _resolve(cls, name)
+        # One guard per name: where the lookup ends now (class, attribute, user or not).
+        w.guard(lambda n=name: _resolve(held(), n), found, check=_same_resolution(found))
+        if found is _ABSENT:
+            return
+        klass, attr, user = found
+        if user:
+            return  # already recorded wholesale
+        w.visit(attr, at.down(("resolve", name),
+                              _What(f"attribute '{name}' of class '{cls.__qualname__}' (",
+                                    at.what, ")")))
+
+    w.named_attrs(cls, at, visit_name)
+
+
+def _custom_rule(w: Walker, value: Any, at: At) -> None:
+    # The rules live in the instance __dict__ (jvp appears with defjvp, fwd/bwd with defvjp).
+    # Only these fields: update_wrapper also copies the wrapped object's __dict__ there.
+    if not w.once(value):
+        return
+    fields = _instance_dict(value)
+    source, namespace = _dict_of(_holder(value))
+    for name in _CUSTOM_RULE_FIELDS:
+        read = _In(source, namespace, name)
+        if name in fields:
+            w.visit(fields[name], at.down(("field", name), _What(f"field '{name}' of ", at.what)),
+                    read=read)
+        else:
+            w.guard(read, _ABSENT)
+
+
+def _nothing(w: Walker, value: Any, at: At) -> None:
+    """C-level callables and slots: nothing behind them to walk."""
+
+
+def _object(w: Walker, obj: Any, at: At) -> None:
+    cls = type(obj)  # guarded by `_object_token` where it could be reassigned
+    user = is_user_class(cls)
+    c_held = _holder(cls)
+    if user:
+        if w.once(obj):
+            w.guard(lambda: is_user_class(_live(c_held())), user, check=_equals(user))
+            w.visit(cls, at.down("__class__", _What("class of ", at.what)))
+            _fields(w, obj, at, user=True)
+        return
+    # Library object: what any user code names, plus __wrapped__ (jax.jit), plus (issue #11)
+    # every field of a data-like object and every field holding user code.
+    if not w.once(obj, None if settings.reach else at.names):
+        return
+    w.guard(lambda: is_user_class(_live(c_held())), user, check=_equals(user))
+    _named_class_attrs(w, cls, at)
+    fields = _instance_dict(obj)
+    held = _holder(obj)
+    source, reader = _dict_of(held)
+    if settings.reach and _is_data_like(obj):
+        _fields(w, obj, at, user=False)
+    else:
+        def visit_name(name: str) -> None:
+            read = _In(source, reader, name)
+            if name in fields:
+                w.visit(fields[name], at.down(("field", name),
+                                              _What(f"field '{name}' of ", at.what)), read=read)
+            else:
+                w.guard(read, _ABSENT)
+
+        w.named_attrs(obj, at, visit_name)
+        if settings.reach:
+            _code_bearing_fields(w, obj, at)
+    wrapped = fields.get("__wrapped__")
+    if "__wrapped__" not in at.names:
+        read = _In(source, reader, "__wrapped__")
+        if wrapped is not None:
+            w.visit(wrapped, at.down("__wrapped__", _What("function wrapped by ", at.what)),
+                    read=read)
+        else:
+            w.guard(read, _ABSENT, check=_is_absent_or_none)
+
+
+def _code_bearing_fields(w: Walker, obj: Any, at: At) -> None:
+    """Fields of a library object that hold user code, whether or not any code names them.
+
+    Guarded by the identity of every field (at C speed for the instance dict), plus a second look
+    into the mutable ones (a list that could gain a user function in place).
+    """
+    named = frozenset(at.names) | {"__wrapped__"}
+    held = _holder(obj)
+    fields = _instance_dict(obj)
+    keys = tuple(fields)
+    w.guard(lambda: tuple(_instance_dict(_live(held()))), None, check=_equals(keys))
+    source, reader = _dict_of(held)
+    slots = {name: value for name, value in _fields_of(obj) if name not in fields}
+    for name, value in list(fields.items()) + list(slots.items()):
+        if name in named:
+            continue  # walked by name
+        if name in slots:
+            read = (lambda n=name: dict(_fields_of(_live(held()))).get(n, _ABSENT))
+        else:
+            read = _In(source, reader, name)
+        if _bears_code(value):
+            w.visit(value, at.down(("holds", name), _What(f"field '{name}' of ", at.what)),
+                    read=read)
+        elif isinstance(value, (list, dict, set)) or _is_data_like(value):
+            w.guard(read, value, check=lambda current, v=value: current is v and not _bears_code(v))
+        else:
+            w.guard(read, value)  # by identity (and contents, for containers)
+
+
+def _fields(w: Walker, obj: Any, at: At, user: bool) -> None:
+    """Instance __dict__ and __slots__ of an object, each field recorded."""
+    held = _holder(obj)
+    fields = list(_instance_dict(obj).items())
+    w.guard(lambda: tuple(_instance_dict(_live(held()))), None,
+            check=_equals(tuple(name for name, _ in fields)))
+    source, reader = _dict_of(held)
+    for name, value in fields:
+        w.visit(value, at.down(("field", name), _What(f"field '{name}' of ", at.what)),
+                read=_In(source, reader, name), place=("field", held, name))
+    for klass in type(obj).__mro__:
+        k_held = _holder(klass)
+        slots = klass.__dict__.get("__slots__", ())
+        w.guard(lambda k=k_held: k().__dict__.get("__slots__", ()), slots)
+        for name in [slots] if isinstance(slots, str) else slots:
+            descriptor = klass.__dict__.get(name)
+            w.guard(lambda k=k_held, n=name: k().__dict__.get(n), descriptor)
+            if name in ("__dict__", "__weakref__") or not hasattr(descriptor, "__get__"):
+                continue
+            w.visit(_slot_value(descriptor, obj, klass),
+                    at.down(("slot", klass.__qualname__, name),
+                            _What(f"slot '{name}' of ", at.what)),
+                    read=lambda d=descriptor, k=k_held: _slot_value(d, _live(held()), k()),
+                    place=("field", held, name))
+
+
+EXPANDERS: dict[type, Callable[[Walker, Any, At], None]] = {
+    types.FunctionType: _function,
+    types.MethodType: _method,
+    functools.partial: _partial,
+    functools.partialmethod: _partial,
+    staticmethod: _static_or_classmethod,
+    classmethod: _static_or_classmethod,
+    property: _property,
+    functools.cached_property: _cached_property,
+    types.ModuleType: _module,
+    type: _class,
+    jax.custom_jvp: _custom_rule,
+    jax.custom_vjp: _custom_rule,
+    types.BuiltinFunctionType: _nothing,
+    types.WrapperDescriptorType: _nothing,
+    types.MethodDescriptorType: _nothing,
+    types.GetSetDescriptorType: _nothing,
+    types.MemberDescriptorType: _nothing,
+    object: _object,
+}
+_expander_cache: dict[type, Callable | None] = {}
