@@ -290,30 +290,46 @@ def make_nested_closure(a, b):
 
 
 # ------------------------------------------------------------------------------------------------
-# An object with a method and fields, a float global and a helper: every kind of user-level
-# dependency that `jaxworld check --mutate` changes (issue #15).
+# User code. jaxworld treats its own package as library code (compared by identity, never walked),
+# so the functions above have no user-level dependencies to mutate. The source below is compiled
+# like a notebook cell and holds one of each kind `jaxworld check --mutate` changes (issue #15): a
+# helper function, a float global, a NumPy array global, an object with a method, an array field
+# and a float field.
 
-_TEMPERATURE = 0.8
+_USER_SOURCE = """
+import jax.numpy as jnp
+import numpy as np
+
+TEMPERATURE = 0.8
+OFFSETS = np.array([0.3, -0.2, 0.5, 0.1, -0.4], dtype=np.float32)
 
 
-def _activation(v):
+def activation(v):
     return jnp.tanh(v)
 
 
-class _Layer:
+class Layer:
     def __init__(self, weights, scale):
-        self.weights = weights  # a NumPy array (edited in place by a mutant)
-        self.scale = scale  # a float field
+        self.weights = weights
+        self.scale = scale
 
     def apply(self, x):
-        return _activation(self.weights * x) * self.scale
+        return activation(self.weights * x) * self.scale
 
 
-_LAYER = _Layer(np.array([0.5, -1.0, 1.5, 0.8, -0.3], np.float32), 1.2)
+LAYER = Layer(np.array([0.5, -1.0, 1.5, 0.8, -0.3], dtype=np.float32), 1.2)
 
 
 def layer_loss(x):
-    return jnp.sum(_LAYER.apply(x) ** 2) / _TEMPERATURE
+    return jnp.sum(LAYER.apply(x) ** 2) / TEMPERATURE
+
+
+def offset_loss(x):
+    return jnp.sum(activation(x + OFFSETS) ** 3)
+"""
+
+USER_CODE: dict = {"__name__": "jaxworld_check_user_code"}
+exec(compile(_USER_SOURCE, "<jaxworld check: built-in user code>", "exec"), USER_CODE)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -436,7 +452,9 @@ def _scenarios() -> list:
     nested = make_nested_closure(v["a"], jnp.float32(0.3))
     nested.__name__ = "nested closure"
     add(nested, (x[:4],), ["grad", "hessian"])
-    add(layer_loss, (x,), ["grad", "hessian"], prefix="object with a method and fields")
+    add(USER_CODE["layer_loss"], (x,), ["grad", "hessian"],
+        prefix="user code: object with a method and fields")
+    add(USER_CODE["offset_loss"], (x,), ["hessian"], prefix="user code: NumPy global and helper")
 
     # Variants derived by the modifiers from cases above (issue #15): the same verdict with the
     # other arguments in a closure, an extra constant argument, under vmap against stacked

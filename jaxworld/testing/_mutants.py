@@ -19,6 +19,7 @@ fail, each named after the dependency it changed. Every mutation is undone after
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -72,6 +73,8 @@ def _mutation(site: Any, factor: float) -> _Mutation | str:
     if kind in ("function", "method"):
         if not callable(value) or isinstance(value, (staticmethod, classmethod, property)):
             return f"a {kind} of type {type(value).__name__} is not wrapped"
+        if kind == "method" and site.name.startswith("__") and site.name != "__call__":
+            return f"special method {site.name} is not replaced (it does not compute the output)"
         where = "replaced on its class by one" if kind == "method" else "wrapped"
         return rebind(_scale_output(value, factor),
                       f"{where} scaling its output by {factor}")
@@ -99,7 +102,10 @@ def _mutation(site: Any, factor: float) -> _Mutation | str:
             return _Mutation(site, f"edited in place (x{factor} + 0.25)", edit, restore)
         return rebind(value * factor + 0.25, f"rebound to a copy x{factor} + 0.25 (immutable "
                                              "JAX array)")
-    return f"a dependency of kind {kind!r} is not mutated"
+    if isinstance(value, types.ModuleType):
+        return "a module is not mutated (the attributes read from it are sites of their own)"
+    return (f"a {type(value).__name__} object is not mutated (its fields and methods, when "
+            "user code reads them, are sites of their own)")
 
 
 def _sites(fun: Callable) -> list:

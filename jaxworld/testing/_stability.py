@@ -280,6 +280,12 @@ class PreparedOperator:
                 f"jaxworld.testing.prepare(Scenario(f, args, {self.operator!r})).")
         return self._call(args)
 
+    @property
+    def unchecked(self) -> Callable[..., Any]:
+        """The operator itself, without the signature check (for timing it)."""
+        call = self._call
+        return lambda *args: call(args)
+
     def call(self, fun: Callable, *args: Any) -> Any:
         """``self(*args)``, after checking that `fun` is the function this was prepared for."""
         if fun is not self.fun:
