@@ -177,7 +177,7 @@ def test_a_batched_case_fails_when_one_element_is_wrong():
 def test_builtin_suite_grows_through_the_matrix_and_modifiers():
     suite = builtin_suite()
     names = [c.name for c in suite]
-    assert len(names) == len(set(names)) == 163
+    assert len(names) == len(set(names)) == 164
     sin_sq = [c for c in suite if c.name.startswith("sin_sq") and "[" not in c.name]
     assert len(sin_sq) == 23  # the whole matrix
     for modifier in ("closurify", "constantify", "batchify", "jitify", "x64ify"):
