@@ -191,10 +191,12 @@ def build_jaxworld(fun: Callable, spec: OperatorSpec, args: tuple, *, static_arg
         return (lambda a: hv(dyn_of(a)[0], v)), (owner if static_argnums else hv)
     elif fam == "jvp":
         w = f if isinstance(f, Wrapped) else jaxworld.wrap(f)
+        # The tangents depend only on the signature: made once, not at every call (zeros_like
+        # of each other argument is an eager JAX op, which would dominate a steady-state call).
+        tangents = _tangents(dyn_of(args), v)
 
         def call(a):
-            dyn = dyn_of(a)
-            return jaxworld.jvp(w, dyn, _tangents(dyn, v))
+            return jaxworld.jvp(w, dyn_of(a), tangents)
 
         return call, (owner if static_argnums else w)
     elif fam == "vjp":
