@@ -49,9 +49,16 @@ def test_mutants_cover_each_kind_and_are_undone():
     kinds = {c.tags[-1] for c in cases}
     assert kinds == {"function", "method", "number", "array"}, [c.name for c in cases]
     assert all(c.name.startswith(f"world: mutant of {LAYER_CASE}: ") for c in cases)
-    assert any("'apply'" in c.name and "replaced on its class" in c.name for c in cases)
-    assert any("'TEMPERATURE'" in c.name and "nudged from 0.8" in c.name for c in cases)
-    assert any("'weights'" in c.name and "edited in place" in c.name for c in cases)
+    names = [c.name[len(f"world: mutant of {LAYER_CASE}: "):] for c in cases]
+    assert sorted(names) == sorted([
+        "method 'apply' replaced (output x1.5)", "helper 'activation' wrapped (output x1.5)",
+        "array 'weights' edited in place (x1.5 + 0.25)", "number 'scale' nudged 1.2 -> 2.05",
+        "number 'TEMPERATURE' nudged 0.8 -> 1.45"])
+    apply_case = cases[names.index("method 'apply' replaced (output x1.5)")]
+    assert apply_case.description == (
+        "the method dependency attribute 'apply' of class 'Layer' (class of global 'LAYER' of "
+        "module 'jaxworld_check_user_code' (read by layer_loss)), replaced on its class by one "
+        "scaling its output by 1.5")
     report = check(cases)
     assert report.ok, report.table()
     assert all(r.retraces >= 1 for r in report.rows)
@@ -65,20 +72,20 @@ def test_mutants_cover_each_kind_and_are_undone():
 
 def test_patched_out_methods_fail_naming_the_dependency(monkeypatch):
     cases = mutants(_layer_scenario())  # the sites are read before tracking is patched
-    apply_case = [c for c in cases if "'apply'" in c.name]
+    apply_case = [c for c in cases if "method 'apply'" in c.name]
     with monkeypatch.context() as control:  # the record before issue #11 tracks the method
         control.setattr(_deps.settings, "reach", False)
         assert check(apply_case).ok
     _patch_out_methods(monkeypatch)
     report = check(cases)
     failed = {r.name: r for r in report.failures}
-    method = [n for n in failed if "attribute 'apply' of class 'Layer'" in n]
+    method = [n for n in failed if "method 'apply' replaced" in n]
     assert len(method) == 1, report.table()
     assert "jaxworld did not follow the method dependency attribute 'apply' of class 'Layer'" in \
         failed[method[0]].message
     assert "plain JAX (traced fresh): max abs error" in failed[method[0]].message
     passed = [r.name for r in report.rows if r.ok]
-    assert any("'TEMPERATURE'" in n for n in passed)  # globals are still tracked
+    assert any("number 'TEMPERATURE'" in n for n in passed)  # globals are still tracked
 
 
 def test_mutate_on_the_builtin_suite_passes_and_reports_a_patched_out_kind(monkeypatch, capsys):

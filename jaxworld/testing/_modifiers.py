@@ -45,7 +45,7 @@ def closurify(s: Scenario) -> Scenario:
       >>> s = closurify(Scenario(lambda x, y: jnp.sum(x * y), (jnp.ones(2), jnp.ones(2)), "grad",
       ...                        name="dot"))
       >>> s.name, len(s.args)
-      ('dot: grad [closurify]', 1)
+      ('dot [closurify]', 1)
     """
     _check(s, "closurify")
     if len(s.args) == 1:

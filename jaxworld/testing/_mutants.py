@@ -56,9 +56,10 @@ class _Mutation:
     """One change of one dependency, and how to put it back."""
 
     def __init__(self, site: Any, action: str, apply: Callable[[], None],
-                 undo: Callable[[], None]) -> None:
+                 undo: Callable[[], None], short: str = "") -> None:
         self.site = site
-        self.action = action
+        self.action = action  # in full, for messages
+        self.short = short or action  # for the case name
         self.apply = apply
         self.undo = undo
 
@@ -67,8 +68,8 @@ def _mutation(site: Any, factor: float) -> _Mutation | str:
     """The mutation of `site`, or why it is not mutated."""
     kind, value = site.kind, site.value
 
-    def rebind(new: Any, action: str) -> _Mutation:
-        return _Mutation(site, action, lambda: site.set(new), lambda: site.set(value))
+    def rebind(new: Any, action: str, short: str) -> _Mutation:
+        return _Mutation(site, action, lambda: site.set(new), lambda: site.set(value), short)
 
     if kind in ("function", "method"):
         if not callable(value) or isinstance(value, (staticmethod, classmethod, property)):
@@ -76,14 +77,17 @@ def _mutation(site: Any, factor: float) -> _Mutation | str:
         if kind == "method" and site.name.startswith("__") and site.name != "__call__":
             return f"special method {site.name} is not replaced (it does not compute the output)"
         where = "replaced on its class by one" if kind == "method" else "wrapped"
-        return rebind(_scale_output(value, factor),
-                      f"{where} scaling its output by {factor}")
+        label = "method" if kind == "method" else "helper"
+        verb = "replaced" if kind == "method" else "wrapped"
+        return rebind(_scale_output(value, factor), f"{where} scaling its output by {factor}",
+                      f"{label} '{site.name}' {verb} (output x{factor})")
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (float, complex, np.inexact)):
             return (f"a number of type {type(value).__name__} is not nudged (an integer may be "
                     "a shape, a count or an index)")
         new = value * factor + 0.25
-        return rebind(new, f"nudged from {value!r} to {new!r}")
+        return rebind(new, f"nudged from {value!r} to {new!r}",
+                      f"number '{site.name}' nudged {value:.4g} -> {new:.4g}")
     if kind == "array":
         dtype = getattr(value, "dtype", None)
         if dtype is None or not np.issubdtype(dtype, np.inexact):
@@ -99,9 +103,10 @@ def _mutation(site: Any, factor: float) -> _Mutation | str:
             def restore() -> None:
                 value[...] = saved
 
-            return _Mutation(site, f"edited in place (x{factor} + 0.25)", edit, restore)
-        return rebind(value * factor + 0.25, f"rebound to a copy x{factor} + 0.25 (immutable "
-                                             "JAX array)")
+            action = f"edited in place (x{factor} + 0.25)"
+            return _Mutation(site, action, edit, restore, f"array '{site.name}' {action}")
+        action = f"rebound to a copy x{factor} + 0.25 (immutable JAX array)"
+        return rebind(value * factor + 0.25, action, f"array '{site.name}' {action}")
     if isinstance(value, types.ModuleType):
         return "a module is not mutated (the attributes read from it are sites of their own)"
     return (f"a {type(value).__name__} object is not mutated (its fields and methods, when "
@@ -125,8 +130,9 @@ def mutants(scenario: Scenario, *, factor: float = 1.5) -> ScenarioList:
       factor: how much helpers' outputs are scaled, numbers and arrays multiplied (plus 0.25).
 
     Returns:
-      A list of `WorldScenario` named ``"world: mutant of <case>: <dependency>, <change>"`` and
-      tagged ``"mutant"``; ``.skipped`` lists the dependencies that are not mutated, with why.
+      A list of `WorldScenario` named ``"world: mutant of <case>: <change>"`` (its description
+      names the dependency in full: how the trace reached it) and tagged ``"mutant"`` and the
+      kind; ``.skipped`` lists the dependencies that are not mutated, with why.
       The sites are read now: derive the mutants before anything changes what is tracked.
 
     Example:
@@ -137,7 +143,7 @@ def mutants(scenario: Scenario, *, factor: float = 1.5) -> ScenarioList:
       ...     return jnp.sum(jnp.sin(SCALE * x) ** 2)
       >>> cases = mutants(Scenario(f, (jnp.ones(3),), "hessian"))
       >>> [c.name for c in cases]  # doctest: +ELLIPSIS
-      ["world: mutant of f:hessian:fwd_over_rev: global 'SCALE' ..., nudged from 2.0 to 3.25"]
+      ["world: mutant of f:hessian:fwd_over_rev: number 'SCALE' nudged 2 -> 3.25"]
       >>> check(cases).ok
       True
     """
@@ -159,7 +165,7 @@ def mutants(scenario: Scenario, *, factor: float = 1.5) -> ScenarioList:
             skipped.append(Skipped(operator, scenario.via, f"{site.what}: {mutation}"))
             continue
         out.append(WorldScenario(
-            f"world: mutant of {scenario.name}: {site.what}, {mutation.action}",
+            f"world: mutant of {scenario.name}: {mutation.short}",
             setup=functools.partial(_bind, fun),
             change=_applier(mutation),
             operator=operator, args=scenario.args, expect="follows",

@@ -132,7 +132,7 @@ class Report:
         lines = []
         for r in self.rows:
             time_text = f"{r.time:.2f}s" + (f" (x{r.slower:.1f})" if r.slower else "")
-            lines.append([r.status.upper(), r.name, r.operator, *(r.error_summary(ref)
+            lines.append([r.status.upper(), _fit(r.name, 76), r.operator, *(r.error_summary(ref)
                           for ref in REFERENCES), r.steady_summary(), time_text])
         widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines, strict=True)]
         widths[1] = min(widths[1], 76)
@@ -257,6 +257,15 @@ class Report:
                 r.slower = r.time / old
                 flagged.append(r)
         return flagged
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` in `width` characters, keeping its head and its tail (a mutant's name ends with
+    the dependency it changed)."""
+    if len(text) <= width:
+        return text
+    head = width // 3
+    return text[:head] + "..." + text[len(text) - (width - head - 3):]
 
 
 def _md(text: str) -> str:
