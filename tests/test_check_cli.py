@@ -18,7 +18,8 @@ from jaxworld._cli import main
 from jaxworld.testing import Scenario
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = "sin_sq: grad or sin_sq: hvp or world: global float rebound"  # 3 cases (float: 2 rows)
+# 3 cases (float: 2 rows), without the modifiers' variants of them
+SMALL = "(sin_sq: grad or sin_sq: hvp or world: global float rebound) and not jitify"
 
 
 def _junit_cases(path):
@@ -164,7 +165,7 @@ def test_progress_bar_on_a_terminal():
     stream = Terminal()
     parser = __import__("argparse").ArgumentParser()
     _cli.add_arguments(parser)
-    status = _cli.run(parser.parse_args(["-k", "sin_sq: value"]), stream=stream)
+    status = _cli.run(parser.parse_args(["-k", "sin_sq: value and not jitify"]), stream=stream)
     out = stream.getvalue()
     assert status == 0
     assert "case/s" in out or "s/case" in out  # tqdm's rate display
@@ -175,10 +176,69 @@ def test_progress_bar_on_a_terminal():
 def test_command_line_entry_runs_in_a_subprocess(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.run(
-        [sys.executable, "-m", "jaxworld._cli", "check", "-k", "sin_sq: value",
+        [sys.executable, "-m", "jaxworld._cli", "check", "-k", "sin_sq: value and not jitify",
          "--junit", str(tmp_path / "x.xml")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[1/1] PASS  sin_sq: value" in proc.stdout
     _, cases = _junit_cases(tmp_path / "x.xml")
     assert [c.get("name") for c in cases] == ["sin_sq: value [value]"]
+
+
+# -- issue #15: --markdown, --benchmark (through pytester, as a user's CI runs them) ----------
+
+pytest_plugins = ["pytester"]
+
+
+def _copy_module(pytester, name):
+    with open(os.path.join(REPO, "tests", f"{name}.py")) as fh:
+        pytester.makepyfile(**{name: fh.read()})
+
+
+def test_markdown_summary_for_ci(pytester):
+    _copy_module(pytester, "wrong_rule_scenarios")
+    result = pytester.run(sys.executable, "-m", "jaxworld._cli", "check", "--suite",
+                          "wrong_rule_scenarios:SCENARIOS", "--no-progress", "--markdown",
+                          "summary.md")
+    assert result.ret == 1
+    text = (pytester.path / "summary.md").read_text()
+    lines = text.splitlines()
+    assert lines[0] == "## jaxworld check (suite `wrong_rule_scenarios:SCENARIOS`): FAILED"
+    assert "| scenario | 3 | 1 | 0 |" in lines
+    failures = lines[lines.index("### Failures"):]
+    assert any(line.startswith("| wrong custom_jvp rule: grad | grad | fail | finite "
+                               "differences (float64): max abs error") for line in failures)
+    assert sum(line.startswith("| pass |") for line in lines) == 3
+    assert "<details><summary>All cases</summary>" in lines
+
+
+def test_benchmark_table_and_json(pytester):
+    result = pytester.run(
+        sys.executable, "-m", "jaxworld._cli", "check", "--benchmark", "--repeats", "1",
+        "--calls", "3", "-k", "(sin_sq: hvp or sin_sq: vjp or world: global float rebound) and "
+        "not jitify and not batchify", "--benchmark-json", "bench.json", "--markdown", "b.md")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "case*operator*first call ms*steady call us*steady x*compile ms*traces",
+        "sin_sq: vjp*vjp*/*/*/*/*", "sin_sq: hvp*hvp*/*/*/*/*",
+        "world: global float rebound*world-change case (not benchmarked)*",
+        "2 cases measured (jaxworld / plain JAX, medians of 1 first calls and 3 steady calls, "
+        "interleaved)*",
+        "benchmark JSON written to bench.json"])
+    data = json.loads((pytester.path / "bench.json").read_text())
+    assert data["format"] == "jaxworld-check-benchmark/1" and data["calls"] == 3
+    rows = {r["name"]: r for r in data["rows"]}
+    for name in ("sin_sq: vjp", "sin_sq: hvp"):
+        for side in ("jaxworld", "plain"):
+            figures = rows[name][side]
+            assert figures["first_call"] > figures["steady_call"] > 0, (name, side)
+            assert figures["compile"] > 0 and figures["traces"] >= 1, (name, side)
+    assert rows["world: global float rebound"]["jaxworld"] is None
+    md = (pytester.path / "b.md").read_text()
+    assert "| case | operator | first call ms (jaxworld / plain) |" in md
+    assert "| sin_sq: hvp | hvp |" in md
+
+
+def test_benchmark_and_mutate_are_separate_runs():
+    with pytest.raises(SystemExit, match="--mutate and --benchmark are separate runs"):
+        main(["check", "--mutate", "--benchmark"])

@@ -117,3 +117,52 @@ def test_parametrize_rejects_duplicate_names():
     s = Scenario(lambda x: jnp.sum(x), (jnp.ones(2),), "grad", name="same")
     with pytest.raises(ValueError, match="scenario names must be unique"):
         parametrize([s, s])
+
+
+def test_parametrize_a_matrix_with_modifiers_and_stability(pytester):
+    # What a downstream test file writes with issue #15's helpers: one line per function, the
+    # modifiers, and assert_passes, which also fails on a stability check (here: a re-tracing
+    # operator whose values are right).
+    pytester.makepyfile("""
+        import itertools
+        import jax
+        import jax.numpy as jnp
+        from jaxworld.testing import (Scenario, assert_passes, batchify, jitify, parametrize,
+                                      scenarios_for)
+
+        def loss(w, x):
+            return jnp.mean(jnp.tanh(x @ w) ** 2)
+
+        W, XS = jnp.full((3,), 0.2), jnp.ones((4, 3))
+        MATRIX = scenarios_for(loss, W, XS, operators=["grad", "hessian", "hvp"],
+                               modes=["fwd_over_rev", "rev_over_rev"], vias=["operator"])
+        MODIFIED = [jitify(MATRIX[0]), batchify(MATRIX[0], size=2)]
+
+        _CONTEXT = jax.make_user_context(0)
+        _BUMPS = itertools.count(1)
+
+        def retraced(x):
+            jax.debug.callback(lambda: _CONTEXT.set_global(next(_BUMPS)))
+            return jnp.sum(x ** 2)
+
+        @parametrize([*MATRIX, *MODIFIED,
+                      Scenario(retraced, (W,), "value", name="re-traced operator")])
+        def test_case(scenario):
+            assert_passes(scenario)
+
+        def test_hvp_was_skipped_with_its_reason():
+            assert [(s.operator, s.reason) for s in MATRIX.skipped] == [
+                ("hvp", "'hvp' is for functions of one argument (2 non-static)")]
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines([
+        "*test_case?loss: grad? PASSED*",
+        "*test_case?loss: hessian:fwd_over_rev? PASSED*",
+        "*test_case?loss: hessian:rev_over_rev? PASSED*",
+        "*test_case?loss: grad [[]jitify[]]? PASSED*",
+        "*test_case?loss: grad [[]batchify[]]? PASSED*",
+        "*test_case?re-traced operator? FAILED*",
+    ])
+    result.stdout.fnmatch_lines(["*re-traced operator [[]value[]] fail: steady-state calls of the "
+                                 "prepared operator (same signature) re-traced or re-compiled*"])

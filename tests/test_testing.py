@@ -80,7 +80,8 @@ def test_scenario_validation_messages(kwargs, error, message):
 def test_world_scenario_validation():
     with pytest.raises(ValueError, match=re.escape("name must be a string containing 'world'")):
         WorldScenario("helper redefined", "def f(x): return x", "", "grad", (X,))
-    with pytest.raises(ValueError, match=re.escape("expect must be 'new_world' or 'no_retrace'")):
+    with pytest.raises(ValueError, match=re.escape(
+            "expect must be 'new_world', 'no_retrace' or 'follows'")):
         WorldScenario("world: x", "def f(x): return x", "", "grad", (X,), expect="same")
     with pytest.raises(ValueError, match=re.escape("unknown operator 'hess'")):
         WorldScenario("world: x", "def f(x): return x", "", "hess", (X,))
@@ -185,11 +186,13 @@ def test_expect_error_must_match_what_plain_jax_does():
 # (including a module reload and the two "nothing to re-trace" cases).
 SLICE = [
     "sin_sq: grad", "sin_sq: hessian:rev_over_rev", "sin_sq: hvp", "sin_sq: third_order",
-    "sin_sq via jax.hessian(wrap(f)): hessian", "tanh_exp: vjp", "tanh_exp: jacfwd",
-    "quadratic: hessian", "eigh: sum of eigenvalues squared: grad", "mlp_loss: grad",
+    "sin_sq via wrap: hessian:fwd_over_rev", "tanh_exp: vjp", "tanh_exp: jacfwd",
+    "quadratic: hessian:fwd_over_rev", "eigh: sum of eigenvalues squared: grad", "mlp_loss: grad",
     "scan rnn: grad", "while_loop: jvp",
-    "while_loop, reverse mode (JAX cannot; expects its ValueError): grad",
-    "custom_vjp, forward mode (JAX cannot; expects its TypeError): jvp",
+    "while_loop: grad (JAX cannot differentiate lax.while_loop / fori_loop with dynamic bounds "
+    "in reverse mode; expects its ValueError)",
+    "custom_vjp: jvp (JAX cannot apply forward mode to a custom_vjp function (jax #16049); "
+    "expects its TypeError)",
     "integer argument: vjp", "static int argument: grad", "complex holomorphic sum sin^2: grad",
     "closure capturing an array: hvp",
     "world: global helper redefined", "world: global NumPy array mutated in place",

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._matrix import scenarios_for
+from ._modifiers import MODIFIERS
 from ._scenario import Scenario, WorldScenario
 
 # ------------------------------------------------------------------------------------------------
@@ -288,6 +290,49 @@ def make_nested_closure(a, b):
 
 
 # ------------------------------------------------------------------------------------------------
+# User code. jaxworld treats its own package as library code (compared by identity, never walked),
+# so the functions above have no user-level dependencies to mutate. The source below is compiled
+# like a notebook cell and holds one of each kind `jaxworld check --mutate` changes (issue #15): a
+# helper function, a float global, a NumPy array global, an object with a method, an array field
+# and a float field.
+
+_USER_SOURCE = """
+import jax.numpy as jnp
+import numpy as np
+
+TEMPERATURE = 0.8
+OFFSETS = np.array([0.3, -0.2, 0.5, 0.1, -0.4], dtype=np.float32)
+
+
+def activation(v):
+    return jnp.tanh(v)
+
+
+class Layer:
+    def __init__(self, weights, scale):
+        self.weights = weights
+        self.scale = scale
+
+    def apply(self, x):
+        return activation(self.weights * x) * self.scale
+
+
+LAYER = Layer(np.array([0.5, -1.0, 1.5, 0.8, -0.3], dtype=np.float32), 1.2)
+
+
+def layer_loss(x):
+    return jnp.sum(LAYER.apply(x) ** 2) / TEMPERATURE
+
+
+def offset_loss(x):
+    return jnp.sum(activation(x + OFFSETS) ** 3)
+"""
+
+USER_CODE: dict = {"__name__": "jaxworld_check_user_code"}
+exec(compile(_USER_SOURCE, "<jaxworld check: built-in user code>", "exec"), USER_CODE)
+
+
+# ------------------------------------------------------------------------------------------------
 
 
 def _inputs():
@@ -315,20 +360,20 @@ def _inputs():
 def _scenarios() -> list:
     v = _inputs()
     x, m = v["x"], v["m"]
-    S = Scenario
     out = []
 
-    def add(fun, args, operators, prefix=None, **kw):
-        for op in operators:
-            name = f"{prefix or fun.__name__}: {op}"
-            out.append(S(fun, args, op, name=name, **kw))
+    def add(fun, args, operators, prefix=None, vias=("operator",), expect_errors=False, **kw):
+        # Through scenarios_for: an operator that does not apply, or that plain JAX cannot do
+        # (unless expect_errors), would be skipped; in the built-in suite that is a bug.
+        cases = scenarios_for(fun, *args, operators=operators, modes=("fwd_over_rev",),
+                              vias=vias, name=prefix, expect_errors=expect_errors, **kw)
+        assert not cases.skipped, cases.skipped
+        out.extend(cases)
+        return cases
 
-    # Elementwise and reductions.
-    add(sin_sq, (x,), ["value", "grad", "jvp", "vjp", "jacrev", "hessian",
-                       "hessian:rev_over_rev", "hessian:fwd_over_fwd", "hessian:rev_over_fwd",
-                       "hvp", "third_order"])
-    add(sin_sq, (x,), ["hessian"], prefix="sin_sq via jax.hessian(wrap(f))", via="wrap")
-    add(sin_sq, (x,), ["third_order"], prefix="sin_sq via wrap", via="wrap")
+    # Elementwise and reductions; sin_sq through the whole matrix (every operator, every
+    # Hessian mode, both vias).
+    out.extend(scenarios_for(sin_sq, x))
     add(tanh_exp, (x,), ["jvp", "vjp", "jacfwd", "jacrev"])
     add(cumprod_sum, (x,), ["grad", "hessian"])
     add(soft_norm, (x,), ["hessian:fwd_over_fwd", "third_order"])
@@ -366,31 +411,24 @@ def _scenarios() -> list:
     add(linear_tuple_loss, ((( v["a"][:, 0], jnp.float32(0.2)),), v["inputs"]),
         ["grad", "hessian:rev_over_rev"])
 
-    # Control flow.
+    # Control flow. Where plain JAX cannot (reverse mode through while_loop or a dynamic
+    # fori_loop), the case expects JAX's own error from jaxworld, named after the limitation.
     add(rnn_scan, (m, v["xs"]), ["grad", "hessian", "jvp"], prefix="scan rnn")
     add(cond_fn, (x,), ["grad", "hessian"], prefix="cond (true branch)")
     add(cond_fn, (x * 0.1,), ["grad", "hessian"], prefix="cond (false branch)")
     add(fori_static, (x,), ["grad", "hessian"], prefix="fori_loop static bounds")
-    add(while_loss, (x,), ["jvp", "jacfwd", "hessian:fwd_over_fwd"], prefix="while_loop")
+    add(while_loss, (x,), ["jvp", "jacfwd", "hessian:fwd_over_fwd", "grad", "hessian"],
+        prefix="while_loop", expect_errors=True)
     add(while_vector, (x,), ["jacfwd"], prefix="while_loop vector")
-    add(while_loss, (x,), ["grad"], expect_error=ValueError,
-        prefix="while_loop, reverse mode (JAX cannot; expects its ValueError)")
-    add(while_loss, (x,), ["hessian"], expect_error=ValueError,
-        prefix="while_loop, fwd_over_rev (JAX cannot; expects its ValueError)")
-    add(fori_dynamic, (x, 3), ["jacfwd"], prefix="fori_loop dynamic bound")
-    add(fori_dynamic, (x, 3), ["grad"], expect_error=ValueError,
-        prefix="fori_loop dynamic bound, reverse (JAX cannot; expects its ValueError)")
+    add(fori_dynamic, (x, 3), ["jacfwd", "grad"], prefix="fori_loop dynamic bound",
+        expect_errors=True)
     add(vmap_inner, (x[:4],), ["grad", "hessian"], prefix="vmap inside")
     add(checkpointed, (x,), ["grad", "hessian"], prefix="checkpoint inside")
 
-    # Custom rules.
+    # Custom rules (forward mode of a custom_vjp: JAX cannot, the case expects its error).
     add(custom_jvp_loss, (x,), ["grad", "jvp", "hessian", "third_order"], prefix="custom_jvp")
-    add(custom_vjp_loss, (x,), ["grad", "vjp", "hessian", "hessian:rev_over_rev"],
-        prefix="custom_vjp")
-    add(custom_vjp_loss, (x,), ["jvp"], expect_error=TypeError,
-        prefix="custom_vjp, forward mode (JAX cannot; expects its TypeError)")
-    add(custom_vjp_loss, (x,), ["hessian:fwd_over_fwd"], expect_error=TypeError,
-        prefix="custom_vjp, fwd_over_fwd (JAX cannot; expects its TypeError)")
+    add(custom_vjp_loss, (x,), ["grad", "vjp", "hessian", "hessian:rev_over_rev", "jvp",
+                                "hessian:fwd_over_fwd"], prefix="custom_vjp", expect_errors=True)
 
     # Integer, static and complex arguments.
     n = jnp.asarray(3, jnp.int32)
@@ -401,9 +439,10 @@ def _scenarios() -> list:
         prefix="static int argument")
     add(mode_static, (x, "cos"), ["value", "grad"], static_argnums=(1,),
         prefix="static str argument")
-    add(complex_sin, (v["z"],), ["grad", "hessian", "jvp"], holomorphic=True,
-        prefix="complex holomorphic sum sin^2")
-    add(complex_poly, (v["z"],), ["value", "jacfwd", "jacrev"], holomorphic=True,
+    add(complex_sin, (v["z"],), ["grad", "hessian"], prefix="complex holomorphic sum sin^2")
+    out.append(Scenario(complex_sin, (v["z"],), "jvp", holomorphic=True,
+                        name="complex holomorphic sum sin^2: jvp"))
+    add(complex_poly, (v["z"],), ["value", "jacfwd", "jacrev"],
         prefix="complex holomorphic polynomial")
 
     # Closures capturing arrays.
@@ -413,7 +452,32 @@ def _scenarios() -> list:
     nested = make_nested_closure(v["a"], jnp.float32(0.3))
     nested.__name__ = "nested closure"
     add(nested, (x[:4],), ["grad", "hessian"])
+    add(USER_CODE["layer_loss"], (x,), ["grad", "hessian"],
+        prefix="user code: object with a method and fields")
+    add(USER_CODE["offset_loss"], (x,), ["hessian"], prefix="user code: NumPy global and helper")
+
+    # Variants derived by the modifiers from cases above (issue #15): the same verdict with the
+    # other arguments in a closure, an extra constant argument, under vmap against stacked
+    # references, inside an outer jax.jit, and under the other jax_enable_x64 setting.
+    by_name = {s.name: s for s in out}
+    for modifier, names in _MODIFIED.items():
+        for name in names:
+            out.append(MODIFIERS[modifier](by_name[name]))
     return out
+
+
+# Which cases each modifier derives a variant of: cheap ones, covering pytree parameters,
+# integer and static arguments, analytic references, custom rules and every operator family.
+_MODIFIED = {
+    "closurify": ["mlp_loss: grad", "integer argument: hessian:fwd_over_rev",
+                  "static int argument: grad"],
+    "constantify": ["sin_sq: jvp", "quadratic: hessian:fwd_over_rev", "tanh_exp: jacrev"],
+    "batchify": ["sin_sq: hessian:fwd_over_rev", "tanh_exp: jvp", "rosenbrock: grad",
+                 "sin_sq: vjp"],
+    "jitify": ["sin_sq: vjp", "custom_jvp: grad", "sin_sq: hvp", "sin_sq: value"],
+    "x64ify": ["sin_sq: hessian:rev_over_rev", "rosenbrock: grad",
+               "cond (true branch): hessian:fwd_over_rev"],
+}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ A case that raises becomes an ``"error"`` row with its exception shown; the run 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import traceback
@@ -12,6 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax import tree_util
+
+import jaxworld
 
 from .. import _stats
 from ._references import (
@@ -24,10 +28,16 @@ from ._references import (
     finite_differences,
     identical,
     plain_jax,
+    prepare,
+    scenario_analytic,
+    scenario_fd_applicable,
+    scenario_finite_differences,
+    scenario_plain_jax,
     split_static,
 )
 from ._report import ERROR, FAIL, PASS, Report, Row
 from ._scenario import Scenario, WorldScenario, as_scenario_list
+from ._stability import Counters, Snapshot, check_mismatch, dtype_mismatches
 from ._world import World
 
 
@@ -141,10 +151,12 @@ def run_case(case: Scenario | WorldScenario) -> Row:
               description=case.description)
     start = time.perf_counter()
     try:
-        if isinstance(case, WorldScenario):
-            _run_world(case, row)
-        else:
-            _run_scenario(case, row)
+        x64 = getattr(case, "x64", None)
+        with jax.enable_x64(x64) if x64 is not None else contextlib.nullcontext():
+            if isinstance(case, WorldScenario):
+                _run_world(case, row)
+            else:
+                _run_scenario(case, row)
     except Exception as e:  # a case that raises is a failure of that case, not of the run
         row.status = ERROR
         row.message = _describe_exception(e)
@@ -198,40 +210,61 @@ def _fail(row: Row, message: str) -> None:
         row.message += f"; {message}"
 
 
+def _stability(row: Row, name: str, problems: list[str]) -> None:
+    """Record one stability check; each problem fails the row."""
+    row.stability[name] = "ok" if not problems else "; ".join(problems)
+    for problem in problems:
+        _fail(row, problem)
+
+
+def _steady(row: Row, counters: Counters, what: str) -> None:
+    row.steady_traces, row.steady_compiles = counters.traces, counters.compiles
+    problems = []
+    if counters.traces or counters.compiles:
+        problems.append(
+            f"{what} re-traced or re-compiled: {counters.describe()} (expected none: the "
+            "operator's cache should answer. A JAX cache key that changes between calls causes "
+            "this: a configuration flag or user context set while the function runs, a static "
+            "value whose hash changes)")
+    _stability(row, "steady", problems)
+
+
 def _run_scenario(s: Scenario, row: Row) -> None:
-    spec = s.spec
     args = s.args
-    dyn, _ = split_static(args, s.static_argnums)
-    v = s.tangent
-    if v is None and spec.family in ("jvp", "vjp", "hvp"):
-        v = default_tangent(spec, bind_static(s.fun, args, s.static_argnums), dyn)
-    kw = dict(static_argnums=s.static_argnums, holomorphic=s.holomorphic, v=v)
-    prepare = s.prepare_args if s.prepare_args is not None else default_prepare_args(
+    prepare_at = s.prepare_args if s.prepare_args is not None else default_prepare_args(
         args, s.static_argnums)
 
     if s.expect_error is not None:
-        _run_expected_error(s, row, spec, kw, prepare)
+        _run_expected_error(s, row, prepare_at)
         return
 
-    call, _ = build_jaxworld(s.fun, spec, args, via=s.via, **kw)
-    _, row.prepare_time = _timed(call, prepare)
-    first = _ready(call(args))
-    second, row.eval_time = _timed(call, args)
+    snapshot = Snapshot(args)
+    prepared = prepare(s, args)
+    _, row.prepare_time = _timed(prepared, *prepare_at)
+    with Counters() as steady:
+        first = _ready(prepared(*args))
+        second, row.eval_time = _timed(prepared, *args)
+    _stability(row, "intact", snapshot.changes(args))
+    _steady(row, steady, "steady-state calls of the prepared operator (same signature)")
     if not identical(first, second):
         _fail(row, "two calls of the prepared operator at the same point gave different results")
-    row.comparisons["jax"] = compare(first, plain_jax(s.fun, spec, args, **kw), "jax",
-                                     rtol=s.rtol, atol=s.atol)
-    why_not = fd_applicable(spec, args, s.holomorphic)
+    plain, plain_element = scenario_plain_jax(s, args)
+    row.comparisons["jax"] = compare(first, plain, "jax", rtol=s.rtol, atol=s.atol,
+                                     check_dtype=not s.batched)
+    _stability(row, "dtypes", [
+        f"result dtype differs from plain JAX's at {m}" for m in dtype_mismatches(
+            tree_util.tree_map(lambda x: x[0], first) if s.batched else first,
+            plain_element)])
+    _stability(row, "mismatch", check_mismatch(prepared, args))
+    why_not = scenario_fd_applicable(s)
     if why_not is None:
-        fd = finite_differences(s.fun, spec, args, **kw)
-        row.comparisons["fd"] = compare(first, fd, "fd", rtol=s.rtol, atol=s.atol,
-                                        check_dtype=False)
+        row.comparisons["fd"] = compare(first, scenario_finite_differences(s), "fd",
+                                        rtol=s.rtol, atol=s.atol, check_dtype=False)
     else:
         row.not_applicable["fd"] = why_not
     if s.reference is not None:
-        expected = s.reference(*args) if callable(s.reference) else s.reference
-        row.comparisons["analytic"] = compare(first, expected, "analytic", rtol=s.rtol,
-                                              atol=s.atol, check_dtype=False)
+        row.comparisons["analytic"] = compare(first, scenario_analytic(s), "analytic",
+                                              rtol=s.rtol, atol=s.atol, check_dtype=False)
     else:
         row.not_applicable["analytic"] = "no analytic reference given"
     _verdict(row)
@@ -242,11 +275,11 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _run_expected_error(s: Scenario, row: Row, spec, kw, prepare) -> None:
+def _run_expected_error(s: Scenario, row: Row, prepare_at: tuple) -> None:
     """Plain JAX must raise `s.expect_error`; jaxworld must raise the same error."""
     want = s.expect_error
     try:
-        plain_jax(s.fun, spec, s.args, **kw)
+        scenario_plain_jax(s)
     except want as e:
         plain_error = e
     else:
@@ -254,9 +287,9 @@ def _run_expected_error(s: Scenario, row: Row, spec, kw, prepare) -> None:
                    "wrong (remove it, or fix the function)")
         return
     try:
-        call, _ = build_jaxworld(s.fun, spec, s.args, via=s.via, **kw)
-        call(prepare)
-        call(s.args)
+        prepared = prepare(s)
+        prepared(*prepare_at)
+        prepared(*s.args)
     except Exception as e:
         if type(e) is not type(plain_error) or _first_line(e) != _first_line(plain_error):
             _fail(row, f"plain JAX raised {type(plain_error).__name__}: "
@@ -271,58 +304,87 @@ def _run_expected_error(s: Scenario, row: Row, spec, kw, prepare) -> None:
 
 
 def _run_world(s: WorldScenario, row: Row) -> None:
+    try:
+        with World(s.name.replace(" ", "_")) as world:
+            _run_world_in(s, row, world)
+    finally:
+        if s.undo is not None:
+            s.undo()
+            # What the undo put back is another change: a new world, so nothing prepared later
+            # in this process sees the mutated one.
+            jaxworld.advance()
+
+
+def _run_world_in(s: WorldScenario, row: Row, world: World) -> None:
     spec = s.spec
     args = s.args
-    with World(s.name.replace(" ", "_")) as world:
-        for name, source in s.modules.items():
-            world.module(name, source)
+    static = s.static_argnums
+    for name, source in s.modules.items():
+        world.module(name, source)
+    if isinstance(s.setup, str):
         world.define(s.setup)
-        fun = world[s.fun]
-        v = default_tangent(spec, fun, args) if spec.family == "hvp" else None
-        kw = dict(v=v)
-        call, owner = build_jaxworld(fun, spec, args, via=s.via, **kw)
-        prepare = s.prepare_args if s.prepare_args is not None else default_prepare_args(args, ())
-        _, row.prepare_time = _timed(call, prepare)
-        old = _ready(call(args))
-        plain_old = plain_jax(world[s.fun], spec, args, **kw)
-        row.comparisons["jax@old"] = compare(old, plain_old, "jax", rtol=s.rtol, atol=s.atol)
-        row.comparisons["jax@old"].reference = "jax@old"
-        traces_before = _stats.stats(owner)["traces"]
+    else:
+        s.setup(world)
+    fun = world[s.fun]
+    dyn, _ = split_static(args, static)
+    v = (default_tangent(spec, bind_static(fun, args, static), dyn)
+         if spec.family == "hvp" else None)
+    kw = dict(static_argnums=static, holomorphic=s.holomorphic, v=v)
+    snapshot = Snapshot(args)
+    call, owner = build_jaxworld(fun, spec, args, via=s.via, **kw)
+    prepare_at = (s.prepare_args if s.prepare_args is not None
+                  else default_prepare_args(args, static))
+    _, row.prepare_time = _timed(call, prepare_at)
+    old = _ready(call(args))
+    plain_old = plain_jax(world[s.fun], spec, args, **kw)
+    row.comparisons["jax@old"] = compare(old, plain_old, "jax", rtol=s.rtol, atol=s.atol)
+    row.comparisons["jax@old"].reference = "jax@old"
+    traces_before = _stats.stats(owner)["traces"]
 
-        if isinstance(s.change, str):
-            world.define(s.change)
-        else:
-            s.change(world)
-        world.advance()
+    if isinstance(s.change, str):
+        world.define(s.change)
+    else:
+        s.change(world)
+    world.advance()
 
-        new = _ready(call(args))
+    new = _ready(call(args))
+    with Counters() as steady:
         again, row.eval_time = _timed(call, args)
-        row.retraces = _stats.stats(owner)["traces"] - traces_before
-        if not identical(new, again):
-            _fail(row, "two calls after the change gave different results")
-        plain_new = plain_jax(world[s.fun], spec, args, **kw)
-        row.comparisons["jax"] = compare(new, plain_new, "jax", rtol=s.rtol, atol=s.atol)
-        why_not = fd_applicable(spec, args, False)
-        if why_not is None:
-            fd = finite_differences(world[s.fun], spec, args, v=v)
-            row.comparisons["fd"] = compare(new, fd, "fd", rtol=s.rtol, atol=s.atol,
-                                            check_dtype=False)
-        else:
-            row.not_applicable["fd"] = why_not
-        row.not_applicable["analytic"] = "world scenarios compare with the new world's plain JAX"
-        _verdict(row)
-        if s.expect == "new_world":
-            if compare(plain_new, plain_old, "jax").ok:
-                _fail(row, "the change did not change plain JAX's answer, so this case cannot "
-                           "tell a stale trace from a fresh one; make the change matter")
-            if row.retraces < 1:
-                _fail(row, "the operator did not re-trace after a relevant change "
-                           f"(jaxworld.stats traces grew by {row.retraces})")
-        else:
-            if row.retraces != 0:
-                _fail(row, f"expected no re-trace, but jaxworld.stats(op)['traces'] grew by "
-                           f"{row.retraces}")
-            if not identical(new, old):
-                _fail(row, "the answer changed although nothing it depends on did")
-        if row.status == PASS:
-            row.message = f"re-traced {row.retraces} time(s) after advance()"
+    row.retraces = _stats.stats(owner)["traces"] - traces_before
+    _stability(row, "intact", snapshot.changes(args))
+    _steady(row, steady, "the call after the first one in the new world")
+    if not identical(new, again):
+        _fail(row, "two calls after the change gave different results")
+    plain_new = plain_jax(world[s.fun], spec, args, **kw)
+    row.comparisons["jax"] = compare(new, plain_new, "jax", rtol=s.rtol, atol=s.atol)
+    _stability(row, "dtypes", [f"result dtype differs from plain JAX's at {m}"
+                               for m in dtype_mismatches(new, plain_new)])
+    why_not = fd_applicable(spec, args, s.holomorphic)
+    if why_not is None:
+        fd = finite_differences(world[s.fun], spec, args, **kw)
+        row.comparisons["fd"] = compare(new, fd, "fd", rtol=s.rtol, atol=s.atol,
+                                        check_dtype=False)
+    else:
+        row.not_applicable["fd"] = why_not
+    row.not_applicable["analytic"] = "world scenarios compare with the new world's plain JAX"
+    _verdict(row)
+    unchanged = compare(plain_new, plain_old, "jax").ok
+    if s.expect in ("new_world", "follows"):
+        if unchanged and s.expect == "new_world":
+            _fail(row, "the change did not change plain JAX's answer, so this case cannot "
+                       "tell a stale trace from a fresh one; make the change matter")
+        if row.retraces < 1:
+            _fail(row, "the operator did not re-trace after a relevant change "
+                       f"(jaxworld.stats traces grew by {row.retraces})")
+    else:
+        if row.retraces != 0:
+            _fail(row, f"expected no re-trace, but jaxworld.stats(op)['traces'] grew by "
+                       f"{row.retraces}")
+        if not identical(new, old):
+            _fail(row, "the answer changed although nothing it depends on did")
+    if row.status == PASS:
+        row.message = f"re-traced {row.retraces} time(s) after advance()"
+        if unchanged and s.expect == "follows":
+            row.message += " (the change does not alter this operator's answer)"
+    elif s.expect == "follows":
+        row.message = f"jaxworld did not follow {s.description}: {row.message}"

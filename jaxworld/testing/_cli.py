@@ -16,7 +16,11 @@ from typing import TextIO
 DESCRIPTION = """\
 Run nested-AD regression scenarios: each prepared jaxworld operator is compared with plain JAX
 traced fresh, with float64 finite differences and with analytic references; world-change
-scenarios change the code, advance the epoch and expect the new world's answer."""
+scenarios change the code, advance the epoch and expect the new world's answer. Every case also
+checks that steady-state calls neither re-trace nor re-compile, that result dtypes and weak types
+equal plain JAX's, that the inputs are intact, and that a preparation refuses another function or
+signature. --mutate checks that prepared operators follow a change of each dependency of the
+suite's functions; --benchmark times each case side by side with plain JAX."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +45,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 1 when a case is flagged slower than the baseline")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar or per-case lines (the table is still printed)")
+    parser.add_argument("--markdown", metavar="PATH",
+                        help="write a Markdown summary (e.g. --markdown \"$GITHUB_STEP_SUMMARY\")")
+    parser.add_argument("--mutate", action="store_true",
+                        help="staleness mutation testing: instead of the selected cases, run one "
+                             "world case per user-level dependency of their functions (a helper "
+                             "scaled, a float nudged, an array edited, a method replaced); each "
+                             "expects the prepared operator to follow the change")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="time each selected case side by side with plain JAX (first call, "
+                             "steady call, compile time, traces; medians of interleaved runs) "
+                             "instead of checking it")
+    parser.add_argument("--benchmark-json", metavar="PATH", default="jaxworld-benchmark.json",
+                        help="where --benchmark writes its JSON (default jaxworld-benchmark.json)")
+    parser.add_argument("--repeats", type=int, default=3, metavar="N",
+                        help="--benchmark: first calls per side (default 3)")
+    parser.add_argument("--calls", type=int, default=25, metavar="N",
+                        help="--benchmark: steady calls per side (default 25)")
 
 
 def load_suite(spec: str) -> list:
@@ -126,6 +147,21 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
         selected = select(cases, args.pattern)
     except ValueError as e:
         raise SystemExit(str(e)) from None
+    if args.mutate and args.benchmark:
+        raise SystemExit("jaxworld check: --mutate and --benchmark are separate runs; pass one.")
+    if args.mutate:
+        from ._mutants import mutants_of
+
+        # The sites are read now, before any case runs (see `mutants`).
+        derived = mutants_of(selected)
+        print(f"--mutate: {len(derived)} mutants of the dependencies of "
+              f"{len({id(c.fun) for c in selected if hasattr(c, 'fun')})} functions "
+              f"({len(derived.skipped)} dependencies not mutated)", file=out)
+        for skipped in derived.skipped:
+            print(f"  not mutated: {skipped.reason}", file=out)
+        cases, selected = derived, list(derived)
+    if args.benchmark and not args.list:
+        return _run_benchmark(args, selected, out)
     if args.list:
         for case in selected:
             print(f"{case.name}  [{case.operator}]", file=out)
@@ -157,6 +193,8 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
         except ValueError as e:
             raise SystemExit(str(e)) from None
     print(report.table(), file=out)
+    if args.markdown:
+        report.write_markdown(args.markdown)
     if slower:
         print(f"{len(slower)} case(s) slower than {args.baseline_tolerance:g}x the baseline: "
               + ", ".join(f"{r.name} (x{r.slower:.1f})" for r in slower), file=out)
@@ -167,3 +205,24 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     failed = not report.ok or (args.fail_on_slower and bool(slower))
     return 1 if failed else 0
 
+
+
+def _run_benchmark(args: argparse.Namespace, selected: list, out: TextIO) -> int:
+    from ._benchmark import benchmark
+
+    if args.repeats < 1 or args.calls < 1:
+        raise SystemExit("jaxworld check --benchmark: --repeats and --calls must be at least 1.")
+
+    def progress(row, index, total):
+        if not args.no_progress:
+            print(f"[{index + 1:>{len(str(total))}}/{total}] {row.name}", file=out, flush=True)
+
+    report = benchmark(selected, repeats=args.repeats, calls=args.calls, on_row=progress)
+    print(report.table(), file=out)
+    report.write_json(args.benchmark_json)
+    print(f"benchmark JSON written to {args.benchmark_json}", file=out)
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(f"## jaxworld check --benchmark (suite `{args.suite}`)\n\n")
+            fh.write(report.markdown())
+    return 0

@@ -191,10 +191,12 @@ def build_jaxworld(fun: Callable, spec: OperatorSpec, args: tuple, *, static_arg
         return (lambda a: hv(dyn_of(a)[0], v)), (owner if static_argnums else hv)
     elif fam == "jvp":
         w = f if isinstance(f, Wrapped) else jaxworld.wrap(f)
+        # The tangents depend only on the signature: made once, not at every call (zeros_like
+        # of each other argument is an eager JAX op, which would dominate a steady-state call).
+        tangents = _tangents(dyn_of(args), v)
 
         def call(a):
-            dyn = dyn_of(a)
-            return jaxworld.jvp(w, dyn, _tangents(dyn, v))
+            return jaxworld.jvp(w, dyn_of(a), tangents)
 
         return call, (owner if static_argnums else w)
     elif fam == "vjp":
@@ -453,3 +455,111 @@ def identical(a: Any, b: Any) -> bool:
     return a_tree == b_tree and all(
         np.array_equal(np.asarray(x), np.asarray(y), equal_nan=np.asarray(x).dtype.kind in "fc")
         for x, y in zip(a_leaves, b_leaves, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------
+# A scenario's operator, prepared, and its references (batched and x64 variants included).
+
+
+def scenario_tangent(s: Any) -> Any:
+    """The tangent / cotangent of a `Scenario` (of one batch element when batched)."""
+    spec = s.spec
+    if s.tangent is not None or spec.family not in ("jvp", "vjp", "hvp"):
+        return s.tangent
+    args = unbatched(s.args, 0) if s.batched else s.args
+    dyn, _ = split_static(args, s.static_argnums)
+    return default_tangent(spec, bind_static(s.fun, args, s.static_argnums), dyn)
+
+
+def unbatched(args: tuple, index: int) -> tuple:
+    """`args` with batch element `index` of the first argument."""
+    return (tree_util.tree_map(lambda x: x[index], args[0]), *args[1:])
+
+
+def batch_size(args: tuple) -> int:
+    leaves = tree_util.tree_leaves(args[0])
+    return int(np.shape(leaves[0])[0])
+
+
+def _stack(results: list) -> Any:
+    return tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *results)
+
+
+def prepare(s: Any, args: tuple | None = None):
+    """The operator of `Scenario` `s`, as a `PreparedOperator` for the signature of `args`.
+
+    `args` defaults to ``s.args``. A batched scenario's operator is
+    ``jax.jit(jax.vmap(operator))`` over the first argument; an `outer_jit` one runs inside
+    ``jax.jit``. The preparation is checked on every call: another function or another input
+    signature raises `PreparationMismatchError`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxworld.testing import Scenario, prepare
+      >>> g = prepare(Scenario(lambda x: jnp.sum(x ** 2), (jnp.ones(2),), "grad"))
+      >>> g(jnp.ones(2)).tolist()
+      [2.0, 2.0]
+    """
+    from ._stability import PreparedOperator
+
+    args = s.args if args is None else args
+    spec = s.spec
+    v = scenario_tangent(s)
+    kw = dict(static_argnums=s.static_argnums, holomorphic=s.holomorphic, v=v, via=s.via)
+    point = unbatched(args, 0) if s.batched else args
+    inner, owner = build_jaxworld(s.fun, spec, point, **kw)
+    call = inner
+    if s.batched or s.outer_jit:
+        static = {i: args[i] for i in s.static_argnums}
+        n = len(args)
+
+        def full(*dyn):
+            it = iter(dyn)
+            return inner(tuple(static[i] if i in static else next(it) for i in range(n)))
+
+        n_dyn = n - len(static)
+        fn = jax.vmap(full, in_axes=(0,) + (None,) * (n_dyn - 1)) if s.batched else full
+        jitted = jax.jit(fn)
+
+        def call(a):
+            return jitted(*(x for i, x in enumerate(a) if i not in static))
+
+    return PreparedOperator(s.fun, spec.name, call, owner, args, s.static_argnums)
+
+
+def scenario_plain_jax(s: Any, args: tuple | None = None) -> tuple[Any, Any]:
+    """Plain JAX traced fresh for `Scenario` `s`: ``(result, result of one batch element)``.
+
+    Batched, the result is stacked over the batch; the element's result (the first) carries
+    the dtypes and weak types the batched result must have. Unbatched, both are the result.
+    """
+    args = s.args if args is None else args
+    kw = dict(static_argnums=s.static_argnums, holomorphic=s.holomorphic, v=scenario_tangent(s))
+    if not s.batched:
+        out = plain_jax(s.fun, s.spec, args, **kw)
+        return out, out
+    outs = [plain_jax(s.fun, s.spec, unbatched(args, i), **kw) for i in range(batch_size(args))]
+    return _stack(outs), outs[0]
+
+
+def scenario_finite_differences(s: Any) -> Any:
+    kw = dict(static_argnums=s.static_argnums, holomorphic=s.holomorphic, v=scenario_tangent(s))
+    if not s.batched:
+        return finite_differences(s.fun, s.spec, s.args, **kw)
+    return _stack([finite_differences(s.fun, s.spec, unbatched(s.args, i), **kw)
+                   for i in range(batch_size(s.args))])
+
+
+def scenario_analytic(s: Any) -> Any:
+    ref = s.reference
+    if not s.batched:
+        return ref(*s.args) if callable(ref) else ref
+    n = batch_size(s.args)
+    if callable(ref):
+        return _stack([ref(*unbatched(s.args, i)) for i in range(n)])
+    return _stack([ref] * n)
+
+
+def scenario_fd_applicable(s: Any) -> str | None:
+    args = unbatched(s.args, 0) if s.batched else s.args
+    return fd_applicable(s.spec, args, s.holomorphic)

@@ -39,6 +39,10 @@ class Row:
     tags: tuple[str, ...] = ()
     description: str = ""
     slower: float | None = None  # set by a baseline comparison: time / baseline time
+    # Stability checks (issue #15): check name -> "ok" or what went wrong.
+    stability: dict[str, str] = dataclasses.field(default_factory=dict)
+    steady_traces: int | None = None  # JAX + jaxworld traces during the steady-state calls
+    steady_compiles: int | None = None  # XLA compilations during the steady-state calls
 
     @property
     def ok(self) -> bool:
@@ -61,7 +65,15 @@ class Row:
             "time": self.time, "prepare_time": self.prepare_time, "eval_time": self.eval_time,
             "retraces": self.retraces, "tags": list(self.tags),
             "description": self.description, "slower": self.slower,
+            "stability": dict(self.stability), "steady_traces": self.steady_traces,
+            "steady_compiles": self.steady_compiles,
         }
+
+    def steady_summary(self) -> str:
+        if self.steady_traces is None:
+            return "-"
+        return f"{self.steady_traces}/{self.steady_compiles}" + (
+            "" if self.stability.get("steady", "ok") == "ok" else " !")
 
 
 def _finite(d: dict) -> dict:
@@ -115,12 +127,13 @@ class Report:
 
     def table(self) -> str:
         """A fixed-width table: status, name, operator, max abs error per reference, time."""
-        headers = ["status", "case", "operator", "plain JAX", "finite diff.", "analytic", "time"]
+        headers = ["status", "case", "operator", "plain JAX", "finite diff.", "analytic",
+                   "steady tr/co", "time"]
         lines = []
         for r in self.rows:
             time_text = f"{r.time:.2f}s" + (f" (x{r.slower:.1f})" if r.slower else "")
-            lines.append([r.status.upper(), r.name, r.operator, *(r.error_summary(ref)
-                          for ref in REFERENCES), time_text])
+            lines.append([r.status.upper(), _fit(r.name, 76), r.operator, *(r.error_summary(ref)
+                          for ref in REFERENCES), r.steady_summary(), time_text])
         widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines, strict=True)]
         widths[1] = min(widths[1], 76)
 
@@ -139,6 +152,40 @@ class Report:
         out.append("")
         out.append(self.summary())
         return "\n".join(out)
+
+    # -- Markdown (CI step summaries) ----------------------------------------------------------
+    def markdown(self, title: str = "jaxworld check") -> str:
+        """A Markdown summary: counts, the failing cases with their messages, then every case in
+        a collapsed table (for ``$GITHUB_STEP_SUMMARY`` and similar)."""
+        ok = "passed" if self.ok else "FAILED"
+        suite = f" (suite `{self.suite}`)" if self.suite else ""
+        out = [f"## {title}{suite}: {ok}", "", self.summary(), ""]
+        kinds: dict[str, list[int]] = {}
+        for r in self.rows:
+            counts = kinds.setdefault(r.kind, [0, 0, 0])
+            counts[0 if r.status == PASS else 1 if r.status == FAIL else 2] += 1
+        out += ["| kind | passed | failed | errors |", "|---|---|---|---|"]
+        out += [f"| {kind} | {c[0]} | {c[1]} | {c[2]} |" for kind, c in kinds.items()]
+        if self.failures:
+            out += ["", "### Failures", "", "| case | operator | status | why |",
+                    "|---|---|---|---|"]
+            out += [f"| {_md(r.name)} | {r.operator} | {r.status} | "
+                    f"{_md(r.message.splitlines()[0] if r.message else '')} |"
+                    for r in self.failures]
+        out += ["", "<details><summary>All cases</summary>", "",
+                "| status | case | operator | plain JAX | finite diff. | analytic | steady "
+                "traces/compiles | time |", "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r.status} | {_md(r.name)} | {r.operator} | "
+                + " | ".join(r.error_summary(ref) for ref in REFERENCES)
+                + f" | {r.steady_summary()} | {r.time:.2f}s |" for r in self.rows]
+        out += ["", "</details>", ""]
+        return "\n".join(out)
+
+    def write_markdown(self, path: str, extra: str = "") -> None:
+        with open(path, "w") as fh:
+            fh.write(self.markdown())
+            if extra:
+                fh.write("\n" + extra)
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_json(self) -> dict:
@@ -210,6 +257,19 @@ class Report:
                 r.slower = r.time / old
                 flagged.append(r)
         return flagged
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` in `width` characters, keeping its head and its tail (a mutant's name ends with
+    the dependency it changed)."""
+    if len(text) <= width:
+        return text
+    head = width // 3
+    return text[:head] + "..." + text[len(text) - (width - head - 3):]
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _jax_version() -> str:

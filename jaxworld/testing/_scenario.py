@@ -136,6 +136,12 @@ class Scenario:
       description: one line shown in reports.
       via: ``"operator"`` (default: ``jaxworld.grad``, ``jaxworld.hessian``, ...) or ``"wrap"``
         (``jax.jit`` of JAX's own transformation of ``jaxworld.wrap(fun)``).
+      batched: the first argument carries a leading batch axis; the operator under test is
+        ``jax.jit(jax.vmap(operator))`` and the references are stacked per batch element (set by
+        `batchify`).
+      outer_jit: call the operator inside an outer ``jax.jit`` (set by `jitify`).
+      x64: run the case under ``jax.enable_x64(x64)``; None keeps the current setting (set by
+        `x64ify`).
 
     Example:
       >>> import jax.numpy as jnp
@@ -161,6 +167,9 @@ class Scenario:
     tangent: Any = None
     description: str = ""
     via: str = "operator"
+    batched: bool = False
+    outer_jit: bool = False
+    x64: bool | None = None
 
     def __post_init__(self):
         api = "jaxworld.testing.Scenario"
@@ -205,6 +214,11 @@ class Scenario:
                 f"{api}: operator 'hvp' is jaxworld.hvp(f)(x, v), for a function of one "
                 f"argument; this one has {n_dynamic} non-static arguments. Bind the others with "
                 "functools.partial, or use operator 'hessian'.")
+        if self.batched and 0 in static:
+            raise ValueError(f"{api}: a batched scenario maps over argument 0; it cannot be "
+                             "static.")
+        if self.x64 is not None and not isinstance(self.x64, bool):
+            raise TypeError(f"{api}: x64 must be True, False or None, got {self.x64!r:.60}.")
         if self.name is None:
             object.__setattr__(self, "name", f"{_fun_name(self.fun)}:{spec.name}")
         elif not isinstance(self.name, str) or not self.name:
@@ -213,6 +227,10 @@ class Scenario:
     @property
     def spec(self) -> OperatorSpec:
         return parse_operator(self.operator)
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with some fields changed (validated again), like `dataclasses.replace`."""
+        return dataclasses.replace(self, **changes)
 
     kind = "scenario"
 
@@ -223,15 +241,20 @@ class WorldScenario:
 
     Runs in its own `World` (a fresh namespace, a temporary directory for helper modules, both
     removed afterwards). `setup` is Python source executed in the namespace (which already holds
-    ``jax``, ``jnp``, ``np``, ``lax``, ``functools``, ``importlib`` and ``world``); the operator
-    is built on the namespace's `fun` and prepared; then `change` runs (source executed in the
-    same namespace, or a callable taking the `World`), the epoch advances, and the operator is
-    called again.
+    ``jax``, ``jnp``, ``np``, ``lax``, ``functools``, ``importlib`` and ``world``), or a callable
+    taking the `World` (e.g. one binding a function of your package: ``world["f"] = f``); the
+    operator is built on the namespace's `fun` and prepared; then `change` runs (source executed
+    in the same namespace, or a callable taking the `World`), the epoch advances, and the operator
+    is called again. `undo`, when given, runs after the case whatever happened (it puts back what
+    a `change` of live objects changed; `mutants` uses it), followed by one more advance.
 
     With ``expect="new_world"`` the new answer must equal plain JAX traced fresh on the new
     definitions (and finite differences), must differ from the old answer (otherwise the case
     would prove nothing), and the operator must have re-traced. With ``expect="no_retrace"`` the
-    answer must be unchanged and ``jaxworld.stats(op)["traces"]`` must not grow.
+    answer must be unchanged and ``jaxworld.stats(op)["traces"]`` must not grow. With
+    ``expect="follows"`` (what `mutants` use) the operator must re-trace and equal plain JAX on
+    the changed code; an answer the change does not alter is allowed (and noted): a mutation may
+    not be visible through every operator (scaling a linear term leaves a Hessian alone).
 
     Args:
       name: must contain ``"world"`` (it is how ``-k world`` selects them).
@@ -239,15 +262,17 @@ class WorldScenario:
       operator: as for `Scenario`.
       args: the evaluation point (a tuple).
       fun: the name of the function in the namespace (default ``"f"``).
-      expect: ``"new_world"`` or ``"no_retrace"``.
+      expect: ``"new_world"``, ``"no_retrace"`` or ``"follows"``.
       modules: ``{module_name: source}`` written into the world's directory (on ``sys.path``
         while the case runs) before `setup`, so `setup` can import them; `change` can rewrite
         one with ``world.module(name, new_source)``, which reloads it.
-      prepare_args, rtol, atol, tags, via, description: as for `Scenario`.
+      prepare_args, rtol, atol, tags, via, description, static_argnums, holomorphic: as for
+        `Scenario`.
+      undo: a zero-argument callable run after the case (see above).
     """
 
     name: str
-    setup: str
+    setup: str | Callable[[Any], None]
     change: str | Callable[[Any], None]
     operator: str
     args: tuple
@@ -260,6 +285,9 @@ class WorldScenario:
     tags: tuple[str, ...] = ()
     via: str = "operator"
     description: str = ""
+    static_argnums: tuple[int, ...] = ()
+    holomorphic: bool = False
+    undo: Callable[[], None] | None = None
 
     def __post_init__(self):
         api = "jaxworld.testing.WorldScenario"
@@ -267,9 +295,12 @@ class WorldScenario:
             raise ValueError(
                 f"{api}: name must be a string containing 'world' (so that `-k world` selects "
                 f"world-change cases), got {self.name!r:.60}.")
-        if not isinstance(self.setup, str):
+        if not (isinstance(self.setup, str) or callable(self.setup)):
             raise TypeError(
-                f"{api}: setup must be Python source (a str), got {type(self.setup).__name__}.")
+                f"{api}: setup must be Python source (a str) or a callable taking the World, got "
+                f"{type(self.setup).__name__}.")
+        if self.undo is not None and not callable(self.undo):
+            raise TypeError(f"{api}: undo must be a zero-argument callable or None.")
         if not (isinstance(self.change, str) or callable(self.change)):
             raise TypeError(
                 f"{api}: change must be Python source (a str) or a callable taking the World, "
@@ -282,16 +313,22 @@ class WorldScenario:
                 "and jaxworld.vjp are not prepared objects); use 'grad', 'hessian', 'hvp', ...")
         if not isinstance(self.args, tuple) or not self.args:
             raise TypeError(f"{api}: args must be a non-empty tuple, got {self.args!r:.60}.")
-        if self.expect not in ("new_world", "no_retrace"):
+        static = ((self.static_argnums,) if isinstance(self.static_argnums, int)
+                  else tuple(self.static_argnums))
+        if not all(isinstance(i, int) and 0 < i < len(self.args) for i in static):
+            raise ValueError(f"{api}: static_argnums {static} must be positions 1.. into args.")
+        object.__setattr__(self, "static_argnums", static)
+        if self.expect not in ("new_world", "no_retrace", "follows"):
             raise ValueError(
-                f"{api}: expect must be 'new_world' or 'no_retrace', got {self.expect!r}.")
+                f"{api}: expect must be 'new_world', 'no_retrace' or 'follows', got "
+                f"{self.expect!r}.")
         if not isinstance(self.modules, Mapping) or not all(
                 isinstance(k, str) and k.isidentifier() and isinstance(v, str)
                 for k, v in self.modules.items()):
             raise TypeError(f"{api}: modules must map module names to source strings.")
         if self.via not in VIAS:
             raise ValueError(f"{api}: via must be one of {VIAS}, got {self.via!r}.")
-        if spec.family == "hvp" and len(self.args) != 1:
+        if spec.family == "hvp" and len(self.args) - len(self.static_argnums) != 1:
             raise ValueError(f"{api}: operator 'hvp' needs a function of one argument.")
         _check_tolerance(self.rtol, "rtol", api)
         _check_tolerance(self.atol, "atol", api)
