@@ -62,9 +62,8 @@ def _statement_boundary() -> None:
 # contain a call (a method that mutates, `exec`, a magic); a bare name or constant changes nothing.
 _BINDING = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AugAssign,
             ast.AnnAssign, ast.Import, ast.ImportFrom, ast.Delete, ast.Global, ast.For,
-            ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith, ast.Try, ast.Match)
-if sys.version_info >= (3, 11):
-    _BINDING += (ast.TryStar,)
+            ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith, ast.Try, ast.TryStar,
+            ast.Match)
 
 
 def _may_change_the_world(stmt: ast.stmt) -> bool:

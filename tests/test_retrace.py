@@ -6,8 +6,6 @@ A helper is redefined in a "cell" (`helpers.notebook`, `exec` into a dict). Afte
 traced fresh. Without an advance, the old world's answers are kept (as in Julia).
 """
 
-import re
-
 import jax
 import jax.numpy as jnp
 import pytest
