@@ -46,7 +46,7 @@ from collections.abc import Callable
 
 import jax
 
-from ._compat import is_eval_trace
+from ._compat import is_eval_trace, pe
 
 _lock = threading.RLock()  # held by advance() and by sync(): every world change goes through it
 _epoch = 0
@@ -234,12 +234,43 @@ def _outermost(trace):
     return root
 
 
+class _Retracing:
+    """`with retracing(e):` around a trace jaxworld makes of a wrapped function for epoch `e`."""
+
+    __slots__ = ("pin",)
+
+    def __init__(self, e: int):
+        self.pin = Pin(e)
+
+    def __enter__(self):
+        stack = getattr(_local, "retraces", None)
+        if stack is None:
+            stack = _local.retraces = []
+        stack.append(self.pin)
+        return self.pin
+
+    def __exit__(self, *exc):
+        _local.retraces.pop()
+        return False
+
+
+def retracing(e: int) -> _Retracing:
+    """Pin the wrapped calls made inside a trace of ours (nested helpers, nested `jax.jit`s) to
+    the epoch `e` the trace is for — not to the world of an enclosing computation: the closure
+    being traced is cached for epoch `e`."""
+    return _Retracing(e)
+
+
 def pinned(trace) -> Pin:
     """The world of the computation `trace` belongs to (its outermost enclosing trace).
 
     The first wrapped call of a computation syncs (see `sync`) and pins the computation to the
-    current epoch; every later wrapped call in it gets the same `Pin`.
+    current epoch; every later wrapped call in it gets the same `Pin`. Inside a trace jaxworld
+    makes, the world is that trace's (`retracing`).
     """
+    stack = getattr(_local, "retraces", None)
+    if stack:
+        return stack[-1]
     root = _outermost(trace)
     pins = getattr(_local, "pins", None)
     if pins is None:
@@ -250,6 +281,24 @@ def pinned(trace) -> Pin:
             sync()
         pin = pins[root] = Pin(_epoch)
     return pin
+
+
+def cached_by_jax_in_this_generation(trace) -> bool:
+    """Whether `trace` is inside a staged trace below the computation's outermost one.
+
+    Such a trace (a `jax.jit`, `lax.scan` body, ... nested in the computation) is cached by JAX
+    under the generation current *now*: it must not hold an older world's closure, or a later
+    call in the new world could be handed it. The outermost trace was keyed when the computation
+    started, in its own world's generation.
+    """
+    root = _outermost(trace)
+    seen = set()
+    while trace is not None and trace is not root and id(trace) not in seen:
+        seen.add(id(trace))
+        if isinstance(trace, pe.DynamicJaxprTrace):
+            return True
+        trace = getattr(trace, "parent_trace", None)
+    return False
 
 
 def release_caches() -> None:

@@ -185,7 +185,8 @@ class _Entry:
         try:
             for _ in range(_TRACE_ATTEMPTS):
                 record = DependencyRecord.capture(self.owner.__wrapped__)
-                jaxpr, in_tree, out_tree = self.trace_fn()
+                with _epoch.retracing(e):
+                    jaxpr, in_tree, out_tree = self.trace_fn()
                 _stats.count("traces", self.owner)
                 # Another thread may have rebound what the trace read while it ran (a notebook
                 # cell executing during a call): the trace could mix two versions of the code.
@@ -208,10 +209,13 @@ class _Entry:
             self.previous = previous
         return closure
 
-    def at(self, pin: _epoch.Pin) -> OpaqueClosure:
+    def at(self, pin: _epoch.Pin, trace) -> OpaqueClosure:
         """The closure for a computation pinned to the world `pin.epoch` (`_epoch.pinned`)."""
         for closure in (self.closure, self.previous):
             if closure is not None and _valid_at(closure, pin.epoch):
+                if (pin.epoch < _epoch.epoch() and not _valid_at(closure, _epoch.epoch())
+                        and _epoch.cached_by_jax_in_this_generation(trace)):
+                    break  # an old world's closure must not land in a new generation's cache
                 return closure
         closure = self.current()
         if _valid_at(closure, pin.epoch) or pin.move_to(_epoch.epoch(), _valid_at):
@@ -409,7 +413,7 @@ class Wrapped:
             else:
                 # Every wrapped call of one computation runs in its world (issue #12).
                 pin = _epoch.pinned(trace)
-                closure = entry.at(pin)
+                closure = entry.at(pin, trace)
         except _ClosedOverTracers as closed:
             # `fun` closes over tracers of an enclosing transformation: the trace belongs to this
             # call alone. Pass the captured tracers as leading inputs and cache nothing.

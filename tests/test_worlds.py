@@ -381,3 +381,68 @@ def test_pre_trace_check_ignores_records_that_cannot_tell():
     epoch = jaxworld.epoch()
     jaxworld.wrap(lambda x: x + 1.0)(X)  # a new trace
     assert jaxworld.epoch() == epoch
+
+
+def _straddling_jit(ns, outer):
+    """Run `jax.jit(outer)` in a thread; while its trace waits in `ns["hook"]`, redefine g1/g2
+    and advance. Returns the reader's (thread, results, errors)."""
+    started, release = threading.Event(), threading.Event()
+
+    def hook():
+        started.set()
+        assert release.wait(TIMEOUT_S)
+
+    ns["hook"] = hook
+    reader = _run(jax.jit(outer), X)
+    assert started.wait(TIMEOUT_S)
+    ns["hook"] = lambda: None
+    _redefine_both(ns)
+    jaxworld.advance()
+    release.set()
+    reader[0].join(TIMEOUT_S)
+    assert not reader[0].is_alive(), "deadlock: a thread did not finish"
+    return reader
+
+
+def test_a_nested_jit_never_caches_an_old_world_for_the_new_generation():
+    # The computation started in the old world; a `jax.jit` nested in it is traced after the
+    # advance, so JAX caches it under the *new* generation. Handing it the old world's closure
+    # would make a later call of that jit in the new world answer the old one.
+    ns, w1, w2, _, plain = _two_helpers()
+    w1(X), w2(X)
+    inner = jax.jit(lambda x: w2(x))
+
+    def outer(x):
+        a = w1(x)
+        ns["hook"]()
+        return jnp.sum(a * inner(x))
+
+    _, results, errors = _straddling_jit(ns, outer)
+    old_a = np.sin(np.asarray(X))
+    if errors:  # the old world cannot be served here, and the new one would mix: an error
+        assert isinstance(errors[0], jaxworld.WorldChangeError), errors
+    else:
+        assert_trees_close(np.asarray(results[0]), np.sum(old_a * np.asarray(X) ** 2))
+    assert_trees_close(inner(X), jax.jit(lambda x: ns["f2"](x))(X))  # the new world
+    assert_trees_close(jax.jit(outer)(X), jax.jit(lambda x: plain(x))(X))
+
+
+def test_a_retrace_inside_an_older_computation_traces_its_helpers_in_its_own_world():
+    # A wrapped function traced for the first time inside a computation pinned to an older world
+    # is traced in the current world, and so are the wrapped helpers it calls: its closure is
+    # cached for the current world. (Resolving those helpers in the enclosing computation's world
+    # would cache an old helper inside a closure stamped current.)
+    ns, w1, w2, _, _ = _two_helpers()
+    w1(X), w2(X)
+    notebook("def fx(x):\n    return jnp.sum(w2(x) * 2.0)\n", ns)
+    ns["w2"] = w2
+    wx = jaxworld.wrap(ns["fx"])  # never traced before the advance
+
+    def outer(x):
+        a = w1(x)
+        ns["hook"]()
+        return jnp.sum(a) + wx(x)
+
+    _, results, errors = _straddling_jit(ns, outer)
+    assert len(errors) == 1 and isinstance(errors[0], jaxworld.WorldChangeError), (errors, results)
+    assert_trees_close(wx(X), jnp.sum(X ** 3 * 2.0))  # g2 of the new world inside wx
