@@ -27,15 +27,18 @@ A world is the pair (epoch, `jax.jit` generation); the two change together or no
   happens in a consistent world: a change made without `advance()` is seen by the next trace
   *and* by every closure that depends on it, never by the one and not the other.
 - A computation is pinned to one world (`pinned()`): the first wrapped call inside an enclosing
-  trace (a `jax.jit`, `grad`, `vmap`, ... of code that calls wrapped functions) checks the live
-  records as above and fixes the epoch for every later wrapped call in that trace, even if
+  trace (a `jax.jit`, `grad`, `vmap`, ... of code that calls wrapped functions) waits for an
+  advance under way and fixes the epoch for every later wrapped call in that trace, even if
   another thread advances meanwhile (the older world's closure is kept for that: `_Entry.at`).
-  When that world can no longer be served, the computation moves to the new world if everything
-  it used so far is still valid there, or raises `WorldChangeError` — never a mix.
-- Otherwise a change is not seen until an advance: an eager call of a wrapped function whose
-  trace is current runs in the world it was traced in, as in Julia. In IPython, every top-level
-  statement that defines, binds, imports or mutates ends with `sync()` and every cell with
-  `advance()` (`_ipython.py`).
+  When that world can no longer be served (a function with no trace of it, or a staged trace
+  nested below the outermost one, which JAX would cache under the new generation), the
+  computation moves to the new world if everything it used so far is still valid there, or
+  raises `WorldChangeError` — never a mix.
+- Otherwise a change is not seen until an advance: what was traced (a compiled `jax.jit`, a
+  wrapped function whose trace is current, under any transformation) runs in the world it was
+  traced in, as in Julia. In IPython, every cell starts with `sync()`, every top-level statement
+  that defines, binds, imports or mutates ends with one, and every cell ends with `advance()`
+  (`_ipython.py`).
 """
 
 from __future__ import annotations
@@ -264,9 +267,9 @@ def retracing(e: int) -> _Retracing:
 def pinned(trace) -> Pin:
     """The world of the computation `trace` belongs to (its outermost enclosing trace).
 
-    The first wrapped call of a computation syncs (see `sync`) and pins the computation to the
-    current epoch; every later wrapped call in it gets the same `Pin`. Inside a trace jaxworld
-    makes, the world is that trace's (`retracing`).
+    The first wrapped call of a computation waits for an advance under way and pins the
+    computation to the current epoch; every later wrapped call in it gets the same `Pin`. Inside
+    a trace jaxworld makes, the world is that trace's (`retracing`).
     """
     stack = getattr(_local, "retraces", None)
     if stack:
@@ -277,8 +280,9 @@ def pinned(trace) -> Pin:
         pins = _local.pins = weakref.WeakKeyDictionary()
     pin = pins.get(root)
     if pin is None:
-        if not in_trace():  # inside a trace of ours no advance can publish: nothing to check
-            sync()
+        if not in_trace():  # inside a trace of ours no advance can publish: nothing to wait for
+            with _lock:  # an advance under way: start in the world it publishes
+                pass
         pin = pins[root] = Pin(_epoch)
     return pin
 

@@ -214,18 +214,18 @@ def test_a_world_that_cannot_be_served_raises_and_calling_again_works():
     assert_trees_close(np.asarray(J(X)), np.asarray(jax.jit(lambda x: plain(x))(X)))
 
 
-def test_an_outer_function_reading_a_global_plus_a_wrapped_call():
-    # A cell (another thread) rebinds the global C that `outer` reads directly and the helper g of
-    # the wrapped function, and has not advanced yet when a new trace of `outer` starts. main: the
-    # trace read the new C and the old wrapped g (no advance yet): a mix. Now the first wrapped call
-    # of the computation finds g's record changed and advances first: the whole new world.
+def _global_and_helper():
     ns = notebook("""
         C = 1.0
         def g(x):
             return jnp.sin(x)
         def f(x):
             return g(x)
+        def slow(x):
+            return x + 1.0
     """)
+    ws = jaxworld.wrap(ns["slow"])
+    ws(X)  # older than wf's entry: advance() checks it first
     wf = jaxworld.wrap(ns["f"])
     wf(X)
 
@@ -235,32 +235,59 @@ def test_an_outer_function_reading_a_global_plus_a_wrapped_call():
     def plain(x):
         return jnp.sum(ns["C"] * ns["f"](x))
 
-    cell_done, advance_now = threading.Event(), threading.Event()
+    return ns, ws, outer, plain
 
-    def cell():
-        ns.update(notebook("C = 3.0\ndef g(x):\n    return jnp.cos(x)\n",
-                           {"jnp": jnp, "__name__": "cell"}))
-        ns["g"].__globals__.update(ns)
-        cell_done.set()
-        assert advance_now.wait(TIMEOUT_S)
-        jaxworld.advance()
 
-    writer = _run(cell)
-    assert cell_done.wait(TIMEOUT_S)
-    got = np.asarray(jax.jit(outer)(X))
-    advance_now.set()
-    _join(writer)
+def _cell(ns):
+    """A cell: rebind C and g together (one dict update)."""
+    scratch = notebook("C = 3.0\ndef g(x):\n    return jnp.cos(x)\n", {"jnp": jnp})
+    g = type(scratch["g"])(scratch["g"].__code__, ns)  # reads the notebook's globals
+    ns.update({"C": scratch["C"], "g": g})
+
+
+def test_a_wrapped_outer_function_reading_a_global_plus_a_wrapped_call():
+    # A cell rebinds the global C that `outer` reads directly and the helper g of the wrapped
+    # function it calls, without an advance, and then `outer` is traced fresh. main: the trace
+    # read the new C and used wf's old closure (the answer of no world). Wrapped (as the README
+    # advises for outer functions), the new trace checks the live records first and advances.
+    ns, _, outer, plain = _global_and_helper()
+    _cell(ns)
+    got = np.asarray(jax.jit(jaxworld.wrap(outer))(X))
     new = np.asarray(jax.jit(lambda x: plain(x))(X))
     mixed = np.sum(3.0 * np.sin(np.asarray(X)))
     assert not np.isclose(mixed, new)
     assert_trees_close(got, new)
 
 
-@pytest.mark.parametrize("order", ["old entry first", "new entry first"])
-def test_a_new_entry_after_a_change_without_an_advance(order):
+def test_an_outer_function_traced_during_an_advance_starts_in_the_new_world():
+    # The cell has rebound C and g and its advance is under way (inside a slow record check) when
+    # a plain `jax.jit(outer)` is traced. The advance publishes the new world only at its end, so
+    # a computation starting meanwhile must wait for it rather than start in the old world with
+    # the new C. (main passed this interleaving: it published the epoch first; the atomic advance
+    # must not open a window here.)
+    ns, ws, outer, plain = _global_and_helper()
+    started, release = threading.Event(), threading.Event()
+    _entry(ws).record = _BlockingRecord(_entry(ws).record, started=started, release=release)
+
+    def cell():
+        _cell(ns)
+        return jaxworld.advance()
+
+    writer = _run(cell)
+    assert started.wait(TIMEOUT_S)
+    reader = _run(jax.jit(outer), X)
+    _blocked(reader[0])  # its first wrapped call waits for the advance
+    release.set()
+    _join(writer, reader)
+    assert_trees_close(np.asarray(reader[1][0]), np.asarray(jax.jit(lambda x: plain(x))(X)))
+
+
+def test_a_new_entry_after_a_change_without_an_advance():
     # main: the new entry traced the current Python state while the existing one kept its old
     # closure: `jax.jit(lambda v: wg(v) + wh(v))` gave g_old + g_new**2, the answer of no world.
-    # Now a trace first checks the live records and advances if one no longer holds.
+    # Now a trace first checks the live records and advances if one no longer holds. A
+    # computation that already used wg's old closure cannot take wh's new one: WorldChangeError,
+    # whose advice (run it again) gives the new world; one that meets wh first is new throughout.
     ns = notebook("""
         def g(x):
             return x
@@ -274,14 +301,17 @@ def test_a_new_entry_after_a_change_without_an_advance(order):
     notebook("def g(x):\n    return 2.0 * x\n", ns)  # no advance
     wh = jaxworld.wrap(ns["h"])
     epoch = jaxworld.epoch()
-    if order == "old entry first":
-        got = jax.jit(lambda v: wg(v) + wh(v))(X)
-    else:
-        got = jax.jit(lambda v: wh(v) + wg(v))(X)
-    expected = jax.jit(lambda v: ns["f"](v) + ns["h"](v))(X)
-    assert_trees_close(got, expected)
+    old_first = jax.jit(lambda v: wg(v) + wh(v))
+    with pytest.raises(jaxworld.WorldChangeError, match="Run the computation again"):
+        old_first(X)
     assert jaxworld.epoch() == epoch + 1  # one implicit advance
-    assert_trees_close(wg(X), jax.jit(lambda v: ns["f"](v))(X))
+    expected = jax.jit(lambda v: ns["f"](v) + ns["h"](v))(X)
+    assert_trees_close(old_first(X), expected)
+
+    notebook("def g(x):\n    return 3.0 * x\n", ns)  # again, no advance
+    wk = jaxworld.wrap(lambda x: ns["h"](x) * 0.5)
+    got = jax.jit(lambda v: wk(v) + wg(v))(X)  # the new entry first: all new
+    assert_trees_close(got, jax.jit(lambda v: ns["h"](v) * 0.5 + ns["f"](v))(X))
 
 
 def test_an_eager_call_needing_a_trace_sees_a_consistent_world():
