@@ -1,9 +1,9 @@
 """Costs of issue #12's consistency checks: `python docs/worlds_costs.py`.
 
-1. `sync()` alone — the check made before every trace, at the start of every computation and
-   after every world-changing top-level notebook statement — with N live wrapped functions (each
-   also under a prepared `jaxworld.hessian`), nothing changed: medians of interleaved runs,
-   side by side with a no-op `jaxworld.advance()` (what the issue's candidate costs per trace).
+1. `sync()` alone — the check made before every trace jaxworld makes, at the start of every
+   notebook cell and after every world-changing top-level statement — with N live Hessians (each
+   a prepared `jaxworld.hessian` of its own function), nothing changed: medians of interleaved
+   runs, side by side with a no-op `jaxworld.advance()` (the candidate of the issue).
 2. An IPython cell of 20 assignment statements, with the per-statement check on and off
    (interleaved runs in one shell), per statement.
 3. A trace: `jax.jit(jax.hessian(wf))` traced fresh (new lambda), jaxworld vs plain JAX.
