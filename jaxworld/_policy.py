@@ -5,8 +5,12 @@
 - ``"error"``: raise `jaxworld.StaleClosureError` naming what changed and where.
 - ``"frozen"``: keep using the old world's trace, as `jax.jit` does.
 
-The policy of a wrapped function (``wrap(..., policy=...)``) wins over a block
-(``with jaxworld.policy("error"):``), which wins over the global one (`jaxworld.set_policy`).
+Precedence (issue #12): the innermost decision wins. A block (``with jaxworld.policy(...):``)
+is a decision about the calls made inside it, so it wins over a wrapped function's own policy
+(``wrap(..., policy=...)``), which wins over the global one (`jaxworld.set_policy`). That is what
+makes the advice in `StaleClosureError` work for every function: ``with
+jaxworld.policy('retrace'):`` around the call re-traces it, ``with jaxworld.policy('frozen'):``
+keeps the old world, whatever the function was wrapped with.
 """
 
 from __future__ import annotations
@@ -47,9 +51,17 @@ def get_policy() -> str:
     return _block_policy.get() or _global_policy
 
 
+def effective_policy(own: str | None) -> str:
+    """The policy for a wrapped function whose own policy is `own`: block > own > global."""
+    return _block_policy.get() or own or _global_policy
+
+
 @contextlib.contextmanager
 def policy(policy: Policy) -> Iterator[None]:
     """Use `policy` for stale closures met inside the ``with`` block (this thread / task only).
+
+    It wins over the policy a function was wrapped with (``wrap(..., policy=...)``) and over the
+    global one (`jaxworld.set_policy`).
 
     Example:
       >>> import jaxworld

@@ -44,9 +44,9 @@ from ._compat import (
     pe,
 )
 from ._deps import Change, DependencyRecord
-from ._errors import StaleClosureError, StaleClosureWarning, user_stacklevel
+from ._errors import StaleClosureError, StaleClosureWarning, WorldChangeError, user_stacklevel
 from ._filter import abstractify_all, all_traced, filter_leaves, mark_static
-from ._policy import check_policy, get_policy
+from ._policy import check_policy, effective_policy
 from ._primitive import world_call_p
 
 # Live entries in creation order, so that `advance()` validates a helper's entry before the
@@ -78,7 +78,8 @@ class _Entry:
     """One input signature of one wrapped function."""
 
     __slots__ = ("owner", "trace_fn", "skeleton", "closure", "record", "nested", "lock",
-                 "pending", "validated_epoch", "tracing", "retraced_because", "__weakref__")
+                 "pending", "validated_epoch", "tracing", "retraced_because", "previous",
+                 "__weakref__")
 
     def __init__(self, owner: Wrapped, trace_fn: Callable[[], tuple], skeleton: tuple = ()):
         self.owner = owner
@@ -96,6 +97,9 @@ class _Entry:
         self.tracing = False
         # (epoch, changes) of the last re-trace caused by a change, for `jaxworld.explain`.
         self.retraced_because: tuple[int, list[Change]] | None = None
+        # The closure the last re-trace replaced, kept until the next advance: a computation
+        # pinned to that older world (another thread advanced while it ran) still gets it.
+        self.previous: OpaqueClosure | None = None
         with _live_lock:
             _live[next(_entry_ids)] = weakref.ref(self)
 
@@ -104,6 +108,12 @@ class _Entry:
         closure = self.closure
         if closure is not None and (closure._valid_through >= _epoch._epoch or closure._frozen):
             return closure
+        # A trace may follow: check that the world is consistent first (`_epoch.sync`), and keep
+        # advance() from publishing a new world until it is done (issue #12).
+        with _epoch.tracing(sync_first=closure is None or self.pending is not None):
+            return self._current()
+
+    def _current(self) -> OpaqueClosure:
         with self.lock:
             if self.tracing:
                 raise RecursionError(
@@ -128,7 +138,7 @@ class _Entry:
                 # will find the entry up to date, so it must learn here that a `jax.jit` may
                 # still hold the old closure.
                 _epoch.note_stale()
-            policy = self.owner._policy or get_policy()
+            policy = effective_policy(self.owner._policy)
             what = describe_changes(changes)
             if policy == "frozen":
                 closure._frozen = True
@@ -139,11 +149,13 @@ class _Entry:
                     f"dependencies changed since (now epoch {e}):\n{what}\n"
                     "The stale-closure policy is 'error'. Re-trace on purpose with "
                     "`with jaxworld.policy('retrace'):` around the call, or keep the old world "
-                    "with policy 'frozen'.")
+                    "with `with jaxworld.policy('frozen'):` (a block wins over the policy the "
+                    "function was wrapped with).")
             if policy == "warn":
                 warnings.warn(
                     f"jaxworld: re-tracing {self.owner.__name__} at epoch {e} because its "
-                    f"dependencies changed:\n{what}", StaleClosureWarning,
+                    f"dependencies changed:\n{what}\nTo re-trace without this warning, call it "
+                    "inside `with jaxworld.policy('retrace'):`.", StaleClosureWarning,
                     stacklevel=user_stacklevel())
             self.retraced_because = (e, changes)
             return self._retrace(e)
@@ -182,7 +194,10 @@ class _Entry:
 
     def _validate(self, e: int, closure: OpaqueClosure) -> list[Change]:
         """`validate` minus the bookkeeping for `jax.jit` (called with the lock held)."""
-        if closure._frozen and (self.owner._policy or get_policy()) != "frozen":
+        previous = self.previous
+        if previous is not None and previous._valid_through < e - 1:
+            self.previous = None  # an advance has completed since it was replaced
+        if closure._frozen and effective_policy(self.owner._policy) != "frozen":
             # Frozen under an earlier policy: this advance re-applies the policy in force.
             closure._frozen = False
             self.pending = None
@@ -206,7 +221,8 @@ class _Entry:
             roots = (("arguments", self.skeleton),) if self.skeleton else ()
             for _ in range(_TRACE_ATTEMPTS):
                 record = DependencyRecord.capture(self.owner.__wrapped__, roots=roots)
-                jaxpr, in_tree, out_tree = self.trace_fn()
+                with _epoch.retracing(e):
+                    jaxpr, in_tree, out_tree = self.trace_fn()
                 _stats.count("traces", self.owner)
                 # Another thread may have rebound what the trace read while it ran (a notebook
                 # cell executing during a call): the trace could mix two versions of the code.
@@ -228,7 +244,37 @@ class _Entry:
         previous, self.closure = self.closure, closure
         if previous is not None:
             retire(previous)
+            self.previous = previous
         return closure
+
+    def at(self, pin: _epoch.Pin, trace) -> OpaqueClosure:
+        """The closure for a computation pinned to the world `pin.epoch` (`_epoch.pinned`)."""
+        for closure in (self.closure, self.previous):
+            if closure is not None and _valid_at(closure, pin.epoch):
+                if (pin.epoch < _epoch.epoch() and not _valid_at(closure, _epoch.epoch())
+                        and _epoch.cached_by_jax_in_this_generation(trace)):
+                    break  # an old world's closure must not land in a new generation's cache
+                return closure
+        closure = self.current()
+        if _valid_at(closure, pin.epoch) or pin.move_to(_epoch.epoch(), _valid_at):
+            return closure
+        stale = ", ".join(sorted({c.name for c in pin.used.values()
+                                  if not _valid_at(c, _epoch.epoch())}))
+        raise WorldChangeError(
+            f"jaxworld: {self.owner.__name__} was called inside a computation that runs in the "
+            f"world of epoch {pin.epoch}, but the world advanced to epoch {_epoch.epoch()} while "
+            f"it ran (another thread advanced, or a change was found), and there is no trace of "
+            f"{self.owner.__name__} for epoch {pin.epoch}. The closures the computation already "
+            f"used are not valid in the new world: {stale}.\n"
+            "Worlds are never mixed. Run the computation again: it will run wholly in the new "
+            "world.")
+
+
+def _valid_at(closure: OpaqueClosure, e: int) -> bool:
+    """Whether root `closure` is the trace of world `e` (or frozen, valid in every world)."""
+    root = closure._root or closure
+    traced = root._traced_epoch
+    return root._frozen or (traced is not None and traced <= e <= root._valid_through)
 
 
 def _nested_roots(jaxpr: core.ClosedJaxpr) -> tuple[OpaqueClosure, ...]:
@@ -266,6 +312,30 @@ def validate_all(new_epoch: int) -> None:
 
 
 _epoch.register_validator(validate_all)
+
+
+def live_records_changed() -> bool:
+    """Whether some live entry's record no longer holds (read-only; `_epoch.sync`'s probe).
+
+    Entries already known stale or frozen are skipped (an advance would find nothing new in
+    them), and so are records that cannot tell a change (they report one at every check).
+    """
+    with _live_lock:
+        refs = list(_live.values())
+    for ref in refs:
+        entry = ref()
+        if entry is None:
+            continue
+        closure, record = entry.closure, entry.record
+        if (closure is None or record is None or entry.pending is not None or closure._frozen
+                or entry.tracing or not record.verifiable):
+            continue
+        if record.changes():
+            return True
+    return False
+
+
+_epoch.register_probe(live_records_changed)
 
 
 def describe_changes(changes: Sequence[Change]) -> str:
@@ -429,8 +499,15 @@ class Wrapped:
     def _call(self, args, kwargs):
         entry, leaves = self._lookup(args, kwargs)
         previous = entry.closure
+        trace = current_trace()
+        eager = is_eval_trace(trace)
         try:
-            closure = entry.current()
+            if eager:
+                closure = entry.current()
+            else:
+                # Every wrapped call of one computation runs in its world (issue #12).
+                pin = _epoch.pinned(trace)
+                closure = entry.at(pin, trace)
         except _ClosedOverTracers as closed:
             # `fun` closes over tracers of an enclosing transformation: the trace belongs to this
             # call alone. Pass the captured tracers as leading inputs and cache nothing.
@@ -441,11 +518,11 @@ class Wrapped:
             _stats.count("traces", self)
             outs = world_call_p.bind(*closed.consts, *leaves, closure=closure)
             return tree_util.tree_unflatten(closure._out_tree, outs)
-        trace = current_trace()
-        if not is_eval_trace(trace):
+        if not eager:
             if previous is not None and closure is not previous and previous._users:
                 _check_no_live_user(previous, closure, trace)
             closure._users.add(trace)
+            pin.used[id(closure)] = closure
         outs = world_call_p.bind(*leaves, closure=closure)
         return tree_util.tree_unflatten(closure._out_tree, outs)
 

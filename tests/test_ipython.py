@@ -37,6 +37,10 @@ def hooks():
     import jaxworld._ipython as m
     return shell.events.callbacks["post_run_cell"].count(m._advance_after_cell)
 
+def transformers():
+    import jaxworld._ipython as m
+    return sum(t is m._TRANSFORMER for t in shell.ast_transformers)
+
 def close(name_a, name_b):
     import numpy as np
     a, b = shell.user_ns[name_a], shell.user_ns[name_b]
@@ -87,6 +91,7 @@ def test_load_ext_advances_after_every_cell():
         epoch_before = shell.user_ns["jaxworld"].epoch()
         run(REDEFINE)
         results["epochs_per_cell"] = shell.user_ns["jaxworld"].epoch() - epoch_before
+        results["transformers"] = transformers()
         run(CALL)  # no advance() anywhere in the cells
         results["H_new_is_new_world"] = close("H_new", "expected")
         results["P_new_is_new_world"] = close("P_new", "expected")
@@ -94,11 +99,13 @@ def test_load_ext_advances_after_every_cell():
         run("explanation = jaxworld.explain(H)")
         results["explanation"] = shell.user_ns["explanation"]
         run("%unload_ext jaxworld")
-        results["hooks_after_unload"] = hooks()
+        results["hooks_after_unload"] = hooks() + transformers()
     """, JAXWORLD_NO_AUTO_ADVANCE="1")  # so that only %load_ext registers the hook
     assert results["hooks_after_load_ext"] == 1
     assert results["hooks_after_loading_again"] == 1  # idempotent
-    assert results["epochs_per_cell"] == 1
+    # One implicit advance after `def g` (a live record changed), one after the cell.
+    assert results["epochs_per_cell"] == 2
+    assert results["transformers"] == 1
     assert results["old_differs"]
     assert results["H_new_is_new_world"] and results["P_new_is_new_world"]
     assert results["hooks_after_unload"] == 0
@@ -117,8 +124,11 @@ def test_import_registers_automatically_and_auto_advance_false_opts_out():
         results["auto_new_world"] = close("H_new", "expected") and close("P_new", "expected")
 
         run("jaxworld.auto_advance(False)")
-        results["hooks_after_opt_out"] = hooks()
+        results["hooks_after_opt_out"] = hooks() + transformers()
         run(PREPARE)
+        # PREPARE's traces found the first half's records changed (g was redefined) and advanced
+        # (issue #12): compile both operators again in the world that is now current.
+        run("H_old, P_old = H(x), P(x)")
         epoch = shell.user_ns["jaxworld"].epoch()
         run(REDEFINE)
         run(CALL)
@@ -160,3 +170,75 @@ def test_outside_ipython_nothing_is_registered_and_ipython_is_not_imported():
                           timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False", "False"]
+
+
+def test_a_redefinition_and_a_call_in_the_same_cell_give_the_new_world():
+    # Issue #12, item 3: each top-level statement runs in the latest world (as in Julia). main: the
+    # prepared Hessian returned the old answer until the next cell.
+    results = run_shell("""
+        run(PREPARE)
+        run(REDEFINE + CALL)  # one cell: def g, then the calls
+        results["same_cell"] = close("H_new", "expected") and close("P_new", "expected")
+        results["old_differs"] = not close("H_old", "expected")
+        # The last expression of a cell is still displayed (nothing is inserted after it).
+        run("def g(x):\\n    return jnp.tanh(x)\\nH(x)")
+        run("expected = jax.jit(jax.hessian(lambda y: f(y)))(x)")
+        results["displayed_is_new"] = bool(shell.user_ns["jnp"].allclose(
+            shell.user_ns["Out"][max(shell.user_ns["Out"])], shell.user_ns["expected"],
+            rtol=2e-5, atol=2e-5))
+        # A statement that changes nothing advances nothing.
+        epoch = shell.user_ns["jaxworld"].epoch()
+        run("y = 1\\nz = y + 1")
+        results["epochs_for_unrelated"] = shell.user_ns["jaxworld"].epoch() - epoch
+    """)
+    assert results["old_differs"] and results["same_cell"]
+    assert results["displayed_is_new"]
+    assert results["epochs_for_unrelated"] == 1  # the cell's own advance only
+
+
+def test_per_statement_opt_out_keeps_the_per_cell_advance():
+    results = run_shell("""
+        run(PREPARE)
+        run("jaxworld.auto_advance(per_statement=False)")
+        results["hooks"], results["transformers"] = hooks(), transformers()
+        run(REDEFINE + CALL)
+        results["same_cell_is_old"] = close("H_new", "H_old")
+        run(CALL)
+        results["next_cell_is_new"] = close("H_new", "expected")
+    """)
+    assert (results["hooks"], results["transformers"]) == (1, 0)
+    assert results["same_cell_is_old"] and results["next_cell_is_new"]
+
+
+def test_statement_advance_environment_opt_out():
+    results = run_shell("""
+        run(PREPARE)
+        results["hooks"], results["transformers"] = hooks(), transformers()
+    """, JAXWORLD_NO_STATEMENT_ADVANCE="1")
+    assert (results["hooks"], results["transformers"]) == (1, 0)
+
+
+def test_autoreload_then_call_in_the_next_cell_gives_the_new_world(tmp_path):
+    # main: `%autoreload 2` reloads in `pre_run_cell`, after the previous cell's advance, so the
+    # first cell after the file edit got the old Hessian. Now the cell starts with a records check,
+    # which runs after the reload.
+    module = tmp_path / "jw_helpers.py"
+    module.write_text("import jax.numpy as jnp\ndef g(x):\n    return jnp.sin(x)\n")
+    results = run_shell(f"""
+        import sys
+        sys.dont_write_bytecode = True
+        sys.path.insert(0, {str(tmp_path)!r})
+        run("%load_ext autoreload")
+        run("%autoreload 2")
+        run("import jax, jax.numpy as jnp, jaxworld, jw_helpers")
+        run("def f(x):\\n    return jnp.sum(jw_helpers.g(x) ** 2)")
+        run("H = jaxworld.hessian(f); x = jnp.array([0.3, -0.5, 1.2]); H_old = H(x)")
+        run("import os, pathlib; p = pathlib.Path({str(module)!r}); "
+            "p.write_text(p.read_text().replace('jnp.sin(x)', '3.0 * jnp.cos(x)')); "
+            "st = os.stat(p); os.utime(p, (st.st_atime + 10, st.st_mtime + 10))")
+        run("H_new = H(x)")  # the first cell after the edit
+        run("expected = jax.hessian(lambda y: jnp.sum((3.0 * jnp.cos(y)) ** 2))(x)")
+        results["new"] = close("H_new", "expected")
+        results["old_differs"] = not close("H_old", "expected")
+    """)
+    assert results["old_differs"] and results["new"]

@@ -147,3 +147,59 @@ def test_notebook_runs(path, kernel, tmp_path):
     elapsed = time.perf_counter() - start
     assert _has_png(nb), f"{path.name} produced no inline PNG plot"
     print(f"{path.name}: executed in {elapsed:.1f} s")
+
+
+# -- Issue #12, item 3: each cell and each top-level statement in the latest world -------------
+# A real kernel (nbclient), not an InteractiveShell: the hooks run where users meet them.
+
+def _run_cells(kernel_name: str, workdir: Path, *cells: str):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    return _execute(nb, workdir, kernel_name)  # any failing assert raises CellExecutionError
+
+
+_CHECK_NEW = """
+import numpy as np
+assert not np.allclose(H_old, expected, rtol=2e-5, atol=2e-5), "the change changes the Hessian"
+np.testing.assert_allclose(H_new, expected, rtol=2e-5, atol=2e-5)
+np.testing.assert_allclose(P_new, expected, rtol=2e-5, atol=2e-5)
+print("new world")
+"""
+
+
+def test_kernel_autoreload_edit_then_call_in_the_next_cell(kernel, tmp_path):
+    # `%autoreload 2` reloads the edited module in `pre_run_cell`; the cell that calls the
+    # prepared Hessians next must see it (main: it got the old Hessian, one cell late).
+    module = tmp_path / "jw_helpers.py"
+    module.write_text("import jax.numpy as jnp\n\ndef g(x):\n    return jnp.sin(x)\n")
+    nb = _run_cells(
+        kernel, tmp_path,
+        "%load_ext autoreload\n%autoreload 2",
+        f"import sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, {str(tmp_path)!r})\n"
+        "import jax, jax.numpy as jnp, jaxworld, jw_helpers",
+        "def f(x):\n    return jnp.sum(jw_helpers.g(x) ** 2)\n\n"
+        "H = jaxworld.hessian(f)\nP = jax.jit(jax.hessian(jaxworld.wrap(f)))\n"
+        "x = jnp.array([0.3, -0.5, 1.2])\nH_old, P_old = H(x), P(x)",
+        # The edit, as an editor would make it (the mtime moved on, so autoreload notices).
+        f"import os, pathlib\np = pathlib.Path({str(module)!r})\n"
+        "p.write_text(p.read_text().replace('jnp.sin(x)', '3.0 * jnp.cos(x)'))\n"
+        "st = os.stat(p)\nos.utime(p, (st.st_atime + 10, st.st_mtime + 10))",
+        "H_new, P_new = H(x), P(x)  # the first cell after the edit\n"
+        "expected = jax.hessian(lambda y: jnp.sum((3.0 * jnp.cos(y)) ** 2))(x)\n" + _CHECK_NEW)
+    assert "new world" in "".join(out.get("text", "") for out in _outputs(nb))
+
+
+def test_kernel_redefinition_and_call_in_the_same_cell(kernel, tmp_path):
+    # `def g` and then the calls, in one cell: each top-level statement runs in the latest world
+    # (main: the prepared Hessians answered the old world until the next cell).
+    nb = _run_cells(
+        kernel, tmp_path,
+        "import jax, jax.numpy as jnp, jaxworld\n\n"
+        "def g(x):\n    return jnp.sin(x)\n\n"
+        "def f(x):\n    return jnp.sum(g(x) ** 2)\n\n"
+        "H = jaxworld.hessian(f)\nP = jax.jit(jax.hessian(jaxworld.wrap(f)))\n"
+        "x = jnp.array([0.3, -0.5, 1.2])\nH_old, P_old = H(x), P(x)",
+        "def g(x):\n    return 3.0 * jnp.cos(x)\n\n"
+        "H_new, P_new = H(x), P(x)\n"
+        "expected = jax.jit(jax.hessian(lambda y: f(y)))(x)\n" + _CHECK_NEW)
+    assert "new world" in "".join(out.get("text", "") for out in _outputs(nb))

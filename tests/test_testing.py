@@ -283,7 +283,10 @@ def test_world_scenarios_leave_no_trace_but_the_epoch():
     report = check(cases)
     assert report.ok, report.table()
     assert _process_state() == before
-    assert jaxworld.epoch() == epoch + len(cases)
+    # Each case advances once. Since issue #12 a trace checks the live records first, and may
+    # advance once more when an earlier case's closures (still alive) read what World.close()
+    # restored.
+    assert len(cases) <= jaxworld.epoch() - epoch <= 2 * len(cases)
 
 
 def test_world_define_module_reload_and_close():

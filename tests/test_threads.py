@@ -146,21 +146,21 @@ def _join(*runs: tuple[threading.Thread, list[BaseException]]) -> None:
     assert not errors, errors
 
 
-def _wait_for_epoch(e: int) -> None:
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    while jaxworld.epoch() < e:
-        assert time.monotonic() < deadline, "advance() never started"
-        time.sleep(0.001)
-
-
 def _fresh_oracle(ns):
     return np.asarray(jax.jit(lambda x: ns["f"](x))(X))
 
 
+def _waits(thread: threading.Thread) -> None:
+    """`thread` is still running after a while: it waits for a trace the test holds."""
+    time.sleep(0.2)
+    assert thread.is_alive(), "expected the thread to wait for the trace in flight"
+
+
 def test_advance_during_a_retrace_still_invalidates_jit():
     # A reader re-traces `f` (the advance before made it stale) and is inside the trace when the
-    # writer changes `g` again and advances. The advance must wait for the re-trace, find the
-    # new change, and invalidate `jax.jit` — however the two threads interleave.
+    # writer changes `g` again and advances. The advance waits for the re-trace (issue #12: a new
+    # world is published only when no trace is in flight), then finds the new change and
+    # invalidates `jax.jit`.
     ns = notebook("""
         def f(x):
             return jnp.sum(g(x) ** 2)
@@ -176,17 +176,18 @@ def test_advance_during_a_retrace_still_invalidates_jit():
     ns["g"] = world_helper(2)
     e = jaxworld.epoch()
     writer, writer_errors = _run(jaxworld.advance)
-    _wait_for_epoch(e + 1)
-    time.sleep(0.2)  # let the writer reach the entry the reader holds
+    _waits(writer)
+    assert jaxworld.epoch() == e  # nothing published while the trace is in flight
     release.set()
     _join((reader, reader_errors), (writer, writer_errors))
+    assert jaxworld.epoch() > e
     np.testing.assert_allclose(jitted(X), _fresh_oracle(ns), rtol=2e-5, atol=2e-5)
 
 
 def test_change_found_by_a_trace_during_advance_still_invalidates_jit():
-    # While an advance is under way (blocked on another function's entry), a new trace reaches
-    # `f` first and finds its change itself. The advance then finds `f` up to date — and must
-    # still invalidate the `jax.jit` that holds `f`'s old world.
+    # While an advance is under way (waiting for a re-trace of another function), a new trace of
+    # `f` starts. It waits for the advance (and the advance for the re-trace); once both are done
+    # the new trace and the `jax.jit` that held `f`'s old world both answer in the new world.
     ns = notebook("""
         def a(x):
             return hook(x) * 2.0
@@ -210,14 +211,14 @@ def test_change_found_by_a_trace_during_advance_still_invalidates_jit():
     reader, reader_errors = _run(jit_a, X)  # re-traces a, blocks inside holding a's entry
     assert started.wait(JOIN_TIMEOUT_S)
     ns["g"] = world_helper(1)
-    e = jaxworld.epoch()
-    writer, writer_errors = _run(jaxworld.advance)  # waits for a's entry before reaching f's
-    _wait_for_epoch(e + 1)
-    # A function jitted now reaches f before the advance does, and re-traces it.
-    np.testing.assert_allclose(jax.jit(lambda x: wrapped_f(x))(X), _fresh_oracle(ns),
-                               rtol=2e-5, atol=2e-5)
+    writer, writer_errors = _run(jaxworld.advance)  # waits for a's re-trace
+    _waits(writer)
+    fresh: list = []
+    late, late_errors = _run(lambda: fresh.append(jax.jit(lambda x: wrapped_f(x))(X)))
+    _waits(late)  # a new trace waits for the advance under way
     release.set()
-    _join((reader, reader_errors), (writer, writer_errors))
+    _join((reader, reader_errors), (writer, writer_errors), (late, late_errors))
+    np.testing.assert_allclose(fresh[0], _fresh_oracle(ns), rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(jit_f(X), _fresh_oracle(ns), rtol=2e-5, atol=2e-5)
 
 
