@@ -123,7 +123,7 @@ def reachable(obj: Any) -> list[tuple[str, Any]]:
         if isinstance(x, (core.ClosedJaxpr, core.Jaxpr)):
             # A closure-converted function (lineax's FunctionLinearOperator, equinox's
             # filter_closure_convert) keeps a jaxpr: its world_call equations hold the closures.
-            for closure in _world_calls(x.jaxpr if isinstance(x, core.ClosedJaxpr) else x):
+            for closure in _world_calls(x):
                 visit(closure, f"{path} (world_call in a jaxpr)", step)
             return
         if isinstance(x, functools.partial):
@@ -176,21 +176,9 @@ def reachable(obj: Any) -> list[tuple[str, Any]]:
 
 def _world_calls(jaxpr: Any) -> list[OpaqueClosure]:
     """The root closures bound by `world_call` equations in `jaxpr`, at any depth."""
-    from ._primitive import world_call_p
+    from ._wrap import _nested_roots
 
-    found: dict[int, OpaqueClosure] = {}
-
-    def walk(j):
-        for eqn in j.eqns:
-            if eqn.primitive is world_call_p:
-                closure = eqn.params["closure"]
-                root = closure._root or closure
-                found.setdefault(id(root), root)
-            for sub in core.jaxprs_in_params(eqn.params):
-                walk(sub)
-
-    walk(jaxpr)
-    return list(found.values())
+    return list(_nested_roots(jaxpr))
 
 
 def _safe_getattr(x: Any, name: str) -> Any:

@@ -277,7 +277,7 @@ def _valid_at(closure: OpaqueClosure, e: int) -> bool:
     return root._frozen or (traced is not None and traced <= e <= root._valid_through)
 
 
-def _nested_roots(jaxpr: core.ClosedJaxpr) -> tuple[OpaqueClosure, ...]:
+def _nested_roots(jaxpr: core.ClosedJaxpr | core.Jaxpr) -> tuple[OpaqueClosure, ...]:
     """Root closures of wrapped helpers called (at any depth) by `jaxpr`."""
     found: dict[int, OpaqueClosure] = {}
 
@@ -290,7 +290,7 @@ def _nested_roots(jaxpr: core.ClosedJaxpr) -> tuple[OpaqueClosure, ...]:
             for sub in core.jaxprs_in_params(eqn.params):
                 visit(sub)
 
-    visit(jaxpr.jaxpr)
+    visit(getattr(jaxpr, "jaxpr", jaxpr))
     return tuple(found.values())
 
 
