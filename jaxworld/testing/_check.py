@@ -17,7 +17,7 @@ from jax import tree_util
 
 import jaxworld
 
-from .. import _stats
+from .. import _epoch, _stats
 from ._references import (
     bind_static,
     build_jaxworld,
@@ -239,6 +239,10 @@ def _run_scenario(s: Scenario, row: Row) -> None:
         return
 
     snapshot = Snapshot(args)
+    # Settle the world first: a change an earlier case left without an advance would otherwise be
+    # found (and advanced past) by this case's first trace, inside the operator's first call, and
+    # its steady-state call would re-trace once (issue #12's implicit advance).
+    _epoch.sync()
     prepared = prepare(s, args)
     _, row.prepare_time = _timed(prepared, *prepare_at)
     with Counters() as steady:
