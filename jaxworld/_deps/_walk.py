@@ -733,7 +733,7 @@ def _object(w: Walker, obj: Any, at: At) -> None:
         if w.once(obj):
             w.guard(lambda: is_user_class(_live(c_held())), user, check=_equals(user))
             w.visit(cls, at.down("__class__", _What("class of ", at.what)))
-            _fields(w, obj, at, user=True)
+            _fields(w, obj, at)
         return
     # Library object: what any user code names, plus __wrapped__ (jax.jit), plus (issue #11)
     # every field of a data-like object and every field holding user code.
@@ -745,7 +745,7 @@ def _object(w: Walker, obj: Any, at: At) -> None:
     held = _holder(obj)
     source, reader = _dict_of(held)
     if settings.reach and _is_data_like(obj):
-        _fields(w, obj, at, user=False)
+        _fields(w, obj, at)
     else:
         def visit_name(name: str) -> None:
             read = _In(source, reader, name)
@@ -815,7 +815,7 @@ def _slot_named(cls: type, name: str) -> tuple[type, Any] | None:
     return None
 
 
-def _fields(w: Walker, obj: Any, at: At, user: bool) -> None:
+def _fields(w: Walker, obj: Any, at: At) -> None:
     """Instance __dict__ and __slots__ of an object, each field recorded."""
     held = _holder(obj)
     fields = list(_instance_dict(obj).items())
