@@ -4,10 +4,11 @@ A jaxpr traced from a Python callable (the *origin*) bakes in everything Python 
 tracing: helper functions, global constants, closure cells, NumPy arrays, the code of the objects
 passed in. `DependencyRecord.capture(fun, roots=...)` walks what `fun` and the extra roots (a
 wrapped function's argument skeleton: static arguments, and argument pytrees rebuilt with avals)
-can reach and snapshots it; `record.cover(jaxpr, boundary)` adds the user code that ran during the
-trace but that the walk did not reach (read from the jaxpr's tracebacks); `record.changes()` walks
-again and lists what differs. The walk over-approximates on purpose: reporting something the trace
-did not use costs a re-trace; missing something it did use would serve a stale trace.
+can reach and snapshots it; `record.cover(jaxpr, boundary)` checks that the walk reached all the
+user code that ran during the trace (read from the jaxpr's tracebacks; code it did not reach makes
+the record re-trace at every advance); `record.changes()` walks again and lists what differs. The
+walk over-approximates on purpose: reporting something the trace did not use costs a re-trace;
+missing something it did use would serve a stale trace.
 
 One module per job:
 
