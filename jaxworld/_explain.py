@@ -204,6 +204,8 @@ def _origin_text(fun: Any) -> str:
             target = target.func
         elif isinstance(target, (types.MethodType, staticmethod, classmethod)):
             target = target.__func__
+        elif isinstance(target, types.FunctionType) and "__wrapped__" in target.__dict__:
+            target = target.__wrapped__  # a decorator's wrapper (equinox wraps Module methods)
         elif isinstance(target, (types.FunctionType, type)):
             break
         elif getattr(target, "__wrapped__", None) is not None:

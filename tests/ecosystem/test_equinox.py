@@ -209,3 +209,13 @@ def test_explain_through_filter_jit():
     text = jaxworld.explain(grad)
     assert "holds 1 jaxworld object(s)" in text
     assert "wrapped function mse" in text and "state: current" in text
+
+
+def test_explain_names_the_origin_of_a_wrapped_module_not_a_decorator():
+    # equinox wraps Module methods; explain looks through `__wrapped__` to the definition.
+    mlp = eqx.nn.MLP(3, 1, 4, 1, activation=lambda z: z, key=jax.random.PRNGKey(0))
+    wrapped = jaxworld.wrap(mlp)
+    wrapped(jnp.ones(3))
+    origin = jaxworld.explain(wrapped).splitlines()[1]
+    assert "MLP.__call__" in origin and "_mlp.py" in origin, origin
+    assert "source_info_util" not in origin, origin
