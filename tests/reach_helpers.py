@@ -313,3 +313,26 @@ def prepare_plain_jax_traced_fresh(p: Pattern, w) -> Callable:
     def run(*args):
         return p.fresh({"f": fun})(*args)
     return run
+
+
+def assert_noop_advances_change_nothing(ns, w, H, P, E, outer_traces) -> None:
+    """H, P (a jax.jit counting its traces in `outer_traces`) and E, prepared on wrapped `w`,
+    equal plain JAX traced fresh, and three no-op advances re-trace, re-compile and re-derive
+    nothing."""
+    x = jnp.asarray(X)
+    expected = jax.jit(jax.hessian(lambda y: ns["f"](y)))(x)
+    for prepared in (H, P, E):
+        assert_trees_close(prepared(x), expected)
+    compiled = P._cache_size()
+    jaxworld.reset_stats()
+    for _ in range(3):
+        jaxworld.advance()
+        for prepared in (H, P, E):
+            assert_trees_close(prepared(x), expected)
+    stats = jaxworld.stats()
+    assert stats["traces"] == 0, stats
+    assert stats["compilations"] == 0, stats
+    assert stats["derivations"] == 0, stats
+    assert jaxworld.stats(w)["restamps"] >= 1  # the record was checked and held
+    assert len(outer_traces) == 1  # jax.jit did not re-trace...
+    assert P._cache_size() == compiled  # ...nor compile again
