@@ -219,8 +219,12 @@ class _Entry:
         self.tracing = True
         try:
             roots = (("arguments", self.skeleton),) if self.skeleton else ()
-            for _ in range(_TRACE_ATTEMPTS):
-                record = DependencyRecord.capture(self.owner.__wrapped__, roots=roots)
+            # After a change, `advance()` has already walked the new world to find it: that
+            # walk's record is used (checked after the trace like a fresh one).
+            record = self.record.take_successor() if self.record is not None else None
+            for attempt in range(_TRACE_ATTEMPTS):
+                if record is None:
+                    record = DependencyRecord.capture(self.owner.__wrapped__, roots=roots)
                 with _epoch.retracing(e):
                     jaxpr, in_tree, out_tree = self.trace_fn()
                 _stats.count("traces", self.owner)
@@ -231,6 +235,8 @@ class _Entry:
                 # trace once, as it re-traces at every advance anyway.)
                 if not record.verifiable or not record.changes():
                     break
+                if attempt + 1 < _TRACE_ATTEMPTS:  # else keep it: the next advance re-traces
+                    record = record.take_successor()
             # User code that ran but that the walk did not reach (issue #11).
             record.cover(jaxpr, _TRACE_BOUNDARY)
         finally:

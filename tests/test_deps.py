@@ -932,3 +932,71 @@ def test_without_the_check_of_the_code_that_ran_the_registry_pattern_is_stale(mo
     registry._REGISTRY["act"] = ns["act"]
     jaxworld.advance()
     np.testing.assert_allclose(wf(x), np.sum(np.tanh(x) ** 2), rtol=1e-6)  # stale
+
+
+# ---------------------------------------------------------------------------
+# The walk `advance()` makes to find a change is the re-trace's record (`take_successor`)
+
+_SUCCESSOR_CELL = """
+    def helper(x):
+        return jnp.sin(x) * 1.0
+    def f(x):
+        return jnp.sum(helper(x) ** 2)
+"""
+
+
+def _fresh_plain(ns: dict, x):
+    return jax.jit(lambda v: ns["f"](v))(x)  # a new lambda: no JAX cache applies
+
+
+def test_successor_record_is_what_a_capture_makes():
+    ns = notebook(_SUCCESSOR_CELL)
+    rec = DependencyRecord.capture(ns["f"])
+    assert rec.take_successor() is None  # nothing was found changed yet
+    run_cell(ns, "def helper(x):\n    return jnp.cos(x)\n")
+    assert "'helper'" in whats(rec.changes())
+    successor = rec.take_successor()
+    fresh = DependencyRecord.capture(ns["f"])
+    assert [e.key for e in successor._entries] == [e.key for e in fresh._entries]
+    assert all(a.token == b.token for a, b in zip(successor._entries, fresh._entries,
+                                                  strict=True))
+    assert [e.text for e in successor._entries] == [e.text for e in fresh._entries]
+    assert successor.changes() == []
+    assert rec.take_successor() is None  # taken once
+    run_cell(ns, "def helper(x):\n    return jnp.tan(x)\n")
+    assert "'helper'" in whats(successor.changes())  # and it watches like a capture
+
+
+def test_retrace_after_a_change_reuses_the_walk_of_advance(monkeypatch):
+    ns = notebook(_SUCCESSOR_CELL)
+    wf = jaxworld.wrap(ns["f"])
+    x = jnp.linspace(0.1, 1.0, 3)
+    jax.block_until_ready(wf(x))
+    captures = []
+    real = DependencyRecord.capture.__func__
+    monkeypatch.setattr(DependencyRecord, "capture",
+                        classmethod(lambda cls, *a, **k: captures.append(a) or real(cls, *a, **k)))
+    run_cell(ns, "def helper(x):\n    return jnp.cos(x) * 3.0\n")
+    jaxworld.advance()
+    got = wf(x)
+    np.testing.assert_allclose(got, _fresh_plain(ns, x), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(wf)(x), jax.grad(lambda v: ns["f"](v))(x), rtol=1e-6)
+    assert captures == []  # the re-trace took the record advance() had walked
+
+
+def test_change_between_the_advance_walk_and_the_retrace_is_seen(monkeypatch):
+    ns = notebook(_SUCCESSOR_CELL)
+    wf = jaxworld.wrap(ns["f"])
+    x = jnp.linspace(0.1, 1.0, 3)
+    hessian = jax.jit(jax.hessian(wf))
+    jax.block_until_ready(hessian(x))
+    run_cell(ns, "def helper(x):\n    return jnp.cos(x) * 3.0\n")
+    jaxworld.advance()  # walks the world with cos * 3.0: the re-trace's record-to-be
+    run_cell(ns, "def helper(x):\n    return x ** 3\n")  # then a change with no advance
+    for name, ours, plain in [
+        ("call", wf(x), _fresh_plain(ns, x)),
+        ("hessian", hessian(x), jax.jit(jax.hessian(lambda v: ns["f"](v)))(x)),
+    ]:
+        np.testing.assert_allclose(ours, plain, rtol=1e-5, err_msg=name)
+    assert jaxworld.explain(wf) is not None
+    assert not any(e.record.changes() for e in wf._entries.values())

@@ -92,6 +92,9 @@ class DependencyRecord:
         self._reach = settings.reach  # a record is compared only under the switch it was made with
         # Code that ran during the trace but that nothing in the record reaches (`cover`).
         self.unreached: tuple[str, ...] = ()
+        # The record of the world `changes()` last found changed: what `capture` would make then
+        # (see `take_successor`).
+        self._successor: DependencyRecord | None = None
 
     @classmethod
     def capture(cls, fun: Any, *, roots: tuple[tuple[str, Any], ...] = (),
@@ -157,14 +160,42 @@ class DependencyRecord:
                     f"changes: {found}")
                 return found
             return []
-        out, guards = self._walk_changes(origin, memo)
+        out, walker = self._walk_changes(origin, memo)
         if not out:
-            self._guards = guards  # e.g. an equal value bound anew: the guards follow it now
+            self._guards = walker.finished_guards()  # e.g. an equal value bound anew: follow it
+        elif walker.verifiable and walker.guards is not None:
+            self._successor = DependencyRecord(self._origin_ref, self._origin_text, self._roots,
+                                               walker)
         return out
 
-    def _walk_changes(self, origin: Any,
-                      memo: dict | None) -> tuple[list[Change], _Guards | None]:
-        walker = Walker(capture=False, memo=memo, guards=True)
+    def take_successor(self) -> DependencyRecord | None:
+        """The record `capture` would make, from the walk of the last `changes()` that found a
+        change (None if there is none). Taken once.
+
+        A re-trace after a change would walk the same objects that `advance()` has just walked
+        to find the change, so it takes this record instead of walking again. Its guards are
+        not checked here: the re-trace checks the record after the trace, as it checks a fresh
+        capture, and traces again if anything changed since the walk.
+        """
+        successor, self._successor = self._successor, None
+        if (successor is None or successor._reach != settings.reach
+                or successor._origin_ref() is None):
+            return None
+        if settings.verify_guards and successor._guards_hold():
+            fresh = Walker(capture=True)
+            fresh.walk(successor._origin_ref(), successor._roots)
+            got = [(e.key, e.token) for e in successor._entries]
+            want = [(e.key, e.token) for e in fresh.entries]
+            assert len(got) == len(want) and all(
+                k == j and _same(t, u) for (k, t), (j, u) in zip(got, want, strict=True)), (
+                f"jaxworld internal error: the successor of {self!r} holds its guards but a "
+                f"fresh walk differs")
+        return successor
+
+    def _walk_changes(self, origin: Any, memo: dict | None) -> tuple[list[Change], Walker]:
+        # A capturing walk (descriptions, weak identities): if something changed, it is the
+        # record of the new world as well (`take_successor`).
+        walker = Walker(capture=True, memo=memo, guards=True, keep_values=True)
         walker.walk(origin, self._roots)
         old = self._by_key
         seen: set[tuple[str, ...]] = set()
@@ -184,16 +215,18 @@ class DependencyRecord:
                 continue
             old_text = before.text if before is not None else "<not a dependency before>"
             try:
-                new_text, where = _short(entry.value), _where(entry.value)
+                where = _where(entry.value)
             except Exception:
-                new_text, where = f"<{type(entry.value).__name__} object>", None
-            out.append(Change(str(entry.what), old_text or "?", new_text, where))
+                where = None
+            out.append(Change(str(entry.what), old_text or "?", entry.text or "?", where))
         for entry in self._entries:  # dependencies the new walk no longer reaches
             if (entry.key not in seen and not _is_below(entry.key, reported)
                     and entry.key not in reported):
                 reported.add(entry.key)
                 out.append(Change(str(entry.what), entry.text or "?", "<no longer reached>", None))
-        return out, walker.finished_guards()
+        for entry in walker.entries:  # a record holds its values weakly: drop the live ones
+            entry.value = None
+        return out, walker
 
     def sites(self) -> list[Site]:
         """The user-level places this record read (globals of user code, attributes of user

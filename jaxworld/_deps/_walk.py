@@ -200,8 +200,11 @@ def _imported_modules(code: types.CodeType) -> tuple[str, ...]:
 class Walker:
     """One walk from a record's roots: appends entries in a deterministic order."""
 
-    def __init__(self, capture: bool, memo: dict | None = None, guards: bool = False) -> None:
+    def __init__(self, capture: bool, memo: dict | None = None, guards: bool = False,
+                 keep_values: bool = False) -> None:
         self.capture = capture  # capture: describe values now and hold them weakly
+        # keep_values (with capture): keep each live value as well, until the caller drops it
+        self._keep_values = keep_values
         self._memo = {} if memo is None else memo  # id(array) -> (array, digest)
         self.entries: list[_Entry] = []
         self._done: dict[tuple, Any] = {}  # (id, tag) -> object, pinned so ids stay unique
@@ -294,6 +297,8 @@ class Walker:
                 entry.text = _short(value, digest=digest)
             except Exception:
                 entry.text = f"<{type(value).__name__} object>"
+            if self._keep_values:
+                entry.value = value
         else:
             entry.value = value
 
