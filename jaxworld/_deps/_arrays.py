@@ -28,7 +28,8 @@ No check that reads the data is under 1 ms for 100 MB, so what is decided here i
   raises NumPy's "assignment destination is read-only"; to edit on purpose, set
   ``arr.flags.writeable = True`` first: the next check sees a writeable array and compares its
   digest, so the edit is caught. Only arrays that own their memory (``arr.base is None``) are
-  frozen: a view of another array can be written through that array. What the freeze cannot see
+  frozen (plain `np.ndarray`
+  only): a view of another array can be written through that array. What the freeze cannot see
   (the documented limits): writes through a view, `memoryview` or raw pointer made *before* the
   freeze, and an array made writeable, edited and made read-only again between two checks.
 
@@ -153,8 +154,11 @@ def _forget(key: int) -> Callable[[weakref.ref], None]:
 
 
 def _try_freeze(arr: np.ndarray) -> bool:
-    """Make `arr` read-only if freezing is on and `arr` owns its memory; whether it is frozen."""
-    if not _freeze or arr.base is not None or arr.dtype.hasobject:
+    """Make `arr` read-only if freezing is on and `arr` owns its memory; whether it is frozen.
+
+    Plain `np.ndarray` only: a subclass (a masked array) keeps state beside its data buffer.
+    """
+    if not _freeze or type(arr) is not np.ndarray or arr.base is not None or arr.dtype.hasobject:
         return False
     known = _frozen.get(id(arr))
     if known is not None and known[0]() is arr and not arr.flags.writeable:
