@@ -5,6 +5,7 @@ Public API (re-exports only; see the private modules for each concept).
 
 from ._closure import Derivation as Derivation
 from ._closure import OpaqueClosure as OpaqueClosure
+from ._deps._arrays import freeze_captured_arrays as freeze_captured_arrays
 from ._epoch import advance as advance
 from ._epoch import epoch as epoch
 from ._errors import StaleClosureError as StaleClosureError

@@ -24,8 +24,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._arrays import array_checker
 from ._classify import is_user_class, is_user_function
-from ._tokens import _ABSENT, _EMPTY_CELL, _MAX_DEPTH, _array_digest, _instance_dict
+from ._tokens import _ABSENT, _EMPTY_CELL, _MAX_DEPTH, _instance_dict
 
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: instances of such classes can be given another class
 
@@ -82,8 +83,7 @@ def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:
     if type(value) in _NO_CONTENT or value is _ABSENT:
         return None  # the common cases first: nothing beyond identity
     if isinstance(value, np.ndarray):
-        dtype, shape, digest = value.dtype, value.shape, _array_digest(value)
-        return lambda a: a.dtype == dtype and a.shape == shape and _array_digest(a) == digest
+        return array_checker(value)  # kept copy, digest or read-only flag (issue #13)
     if not isinstance(value, (tuple, list, dict, set)):
         return None  # scalars, frozensets (hashable elements only), objects: identity says it all
     if depth >= _MAX_DEPTH:

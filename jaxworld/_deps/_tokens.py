@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from ._arrays import array_digest as _array_digest  # ndarray digests live in _arrays (issue #13)
+
 
 class _Ident:
     __slots__ = ("_get", "_id")
@@ -80,16 +82,6 @@ def _scalar_token(value: Any) -> tuple:
         raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
         return (type(value), len(value), _digest(raw))
     return (type(value), value)
-
-
-def _array_digest(arr: np.ndarray) -> str:
-    if arr.dtype.hasobject:  # pointers only: element objects by identity
-        return _digest(np.array([id(x) for x in arr.ravel()], dtype=np.int64).tobytes())
-    flat = np.ascontiguousarray(arr).reshape(-1)  # a view unless arr is non-contiguous
-    try:
-        return _digest(flat.view(np.uint8))
-    except (ValueError, TypeError):  # zero-itemsize dtypes and the like
-        return _digest(flat.tobytes())
 
 
 def _instance_dict(obj: Any) -> dict:
