@@ -48,6 +48,7 @@ from ._errors import StaleClosureError, StaleClosureWarning, WorldChangeError, u
 from ._filter import abstractify_all, all_traced, filter_leaves, mark_static
 from ._policy import check_policy, effective_policy
 from ._primitive import world_call_p
+from ._text import describe_changes
 
 # Live entries in creation order, so that `advance()` validates a helper's entry before the
 # entries of the functions that call it.
@@ -336,14 +337,6 @@ def live_records_changed() -> bool:
 
 
 _epoch.register_probe(live_records_changed)
-
-
-def describe_changes(changes: Sequence[Change]) -> str:
-    lines = []
-    for c in changes:
-        where = f" (new definition at {c.where})" if c.where else ""
-        lines.append(f"  - {c.what}: {c.old} -> {c.new}{where}")
-    return "\n".join(lines)
 
 
 class Wrapped:

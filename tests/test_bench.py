@@ -132,8 +132,8 @@ def test_cli_options_reach_the_config():
                               "--json", "out.json"])
     cfg = _bench.Config.make(args.quick, args.sizes, args.cycles, args.repeats)
     assert cfg.sizes == (3,) and cfg.cycles == 4 and cfg.steady_reps == 2
-    assert _bench._runner._command(args) == ("jaxworld bench --quick --sizes 3 --cycles 4 --repeats 2 "
-                                     "--json out.json")
+    assert _bench._runner._command(args) == (
+        "jaxworld bench --quick --sizes 3 --cycles 4 --repeats 2 --json out.json")
     assert _bench.Config.make(True).sizes == (3, 64)
     assert _bench.Config.make(False).sizes == (3, 64, 512)
 
