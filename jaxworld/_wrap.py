@@ -399,18 +399,25 @@ class Wrapped:
                 static.append((k, v))
             else:
                 dyn_kwargs[k] = v
+        # Every unhashable static argument in one message (as chex collects every mismatch).
+        unhashable = []
         for where, value in static:
             try:
                 hash(value)
             except TypeError:
-                label = f"position {where}" if isinstance(where, int) else f"name {where!r}"
-                raise TypeError(
-                    f"jaxworld.wrap: static argument at {label} of {self.__name__} must be "
-                    f"hashable, got {type(value).__name__} {value!r:.60}. Make the argument "
-                    "non-static: only its array leaves are traced, every other leaf (functions, "
-                    "strings, objects) is static on its own, held by equality or identity "
-                    "(an equinox Module works as is); or pass a hashable value (a tuple instead "
-                    "of a list).") from None
+                label = f"args[{where}]" if isinstance(where, int) else f"kwargs[{where!r}]"
+                unhashable.append(f"  {label}: {type(value).__name__} {value!r:.60}")
+        if unhashable:
+            what = ("an unhashable static argument" if len(unhashable) == 1
+                    else f"{len(unhashable)} unhashable static arguments")
+            raise TypeError(
+                f"jaxworld.wrap: {self.__name__} got {what}:\n"
+                + "\n".join(unhashable) + "\n"
+                "Expected hashable values (static arguments key the trace cache). Make the "
+                "argument non-static: only its array leaves are traced, every other leaf "
+                "(functions, strings, objects) is static on its own, held by equality or identity "
+                "(an equinox Module works as is); or pass a hashable value (a tuple instead of a "
+                "list).")
         return tuple(static), tuple(dyn_args), dyn_kwargs
 
     def _lookup(self, args: tuple, kwargs: dict) -> tuple[_Entry, list]:
