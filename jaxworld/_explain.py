@@ -47,6 +47,9 @@ def explain(obj: Any) -> str:
     Returns:
       The explanation, as text (print it).
 
+    Raises:
+      TypeError: `obj` holds no wrapped function, `OpaqueClosure` or operator.
+
     Example:
       >>> import jax.numpy as jnp, jaxworld
       >>> f = jaxworld.wrap(lambda x: jnp.sin(x))

@@ -699,6 +699,16 @@ def wrap(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (
     Returns:
       The wrapped function (with `fun`'s name, docstring and ``__wrapped__``).
 
+    Raises:
+      TypeError: `fun` is not callable.
+      ValueError: `static_argnums` names a position `fun` does not have.
+      TypeError: (when called) an argument leaf looks like an array but is not a valid JAX value,
+        or a static argument is unhashable: every such leaf is named in one message.
+      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
+        dependencies changed since (`jaxworld.policy`).
+      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
+        used.
+
     Example:
       >>> import jax, jax.numpy as jnp, jaxworld
       >>> @jaxworld.wrap

@@ -32,6 +32,9 @@ class World:
 
     Use it as a context manager (the pytest fixture ``world`` does this for you).
 
+    Raises:
+      TypeError: `namespace` is not a dict.
+
     Example:
       >>> import jax, jaxworld
       >>> from jaxworld.testing import World
