@@ -98,10 +98,8 @@ def jit(fun: Callable, **jit_kwargs) -> Operator:
     Raises:
       TypeError: `fun` is not callable.
       ValueError: `static_argnums` names a position `fun` does not have.
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld
@@ -130,10 +128,8 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
 
     Raises:
       TypeError: `fun` is not callable.
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld
@@ -152,10 +148,8 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
 
     Raises:
       TypeError: `fun` is not callable.
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
     """
     w = _as_wrapped(fun, "jaxworld.value_and_grad")
     return Operator("jaxworld.value_and_grad", w, lambda f: jax.value_and_grad(
@@ -168,10 +162,8 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
 
     Raises:
       TypeError: `fun` is not callable.
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
     """
     w = _as_wrapped(fun, "jaxworld.jacfwd")
     return Operator("jaxworld.jacfwd", w, lambda f: jax.jacfwd(
@@ -184,10 +176,8 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
 
     Raises:
       TypeError: `fun` is not callable.
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
     """
     w = _as_wrapped(fun, "jaxworld.jacrev")
     return Operator("jaxworld.jacrev", w, lambda f: jax.jacrev(
@@ -215,10 +205,8 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fal
     Raises:
       TypeError: `fun` is not callable.
       ValueError: `mode` is not one of `jaxworld.HESSIAN_MODES`.
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld
@@ -247,10 +235,8 @@ def hvp(fun: Callable) -> Operator:
 
     Raises:
       TypeError: `fun` is not callable.
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld
@@ -293,10 +279,8 @@ def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux:
     Raises:
       TypeError: `fun` is not callable.
       TypeError: `primals` or `tangents` is not a tuple or list.
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld
@@ -403,10 +387,8 @@ def vjp(fun: Callable, *primals):
     Raises:
       TypeError: `fun` is not callable.
       TypeError: an output of `fun` is not differentiable (integer or constant).
-      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
-        dependencies changed since (`jaxworld.policy`).
-      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
-        used.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld

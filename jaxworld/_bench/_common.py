@@ -156,6 +156,17 @@ def _interleaved(a: Callable[[], float], b: Callable[[], float], reps: int):
     return pairs
 
 
+def _steady_pairs(ours: Callable, plain: Callable, args: tuple, cfg: Config):
+    """(calls per batch, pairs): both sides warmed up, then batches of back-to-back calls timed
+    in interleaved A/B repetitions (the batch size calibrated on plain JAX)."""
+    for _ in range(3):  # warm-up: compile, then settle the dispatch caches
+        _block(ours(*args))
+        _block(plain(*args))
+    k = _calibrate(plain, args, cfg.batch_budget)
+    return k, _interleaved(lambda: _batch(ours, args, k), lambda: _batch(plain, args, k),
+                           cfg.steady_reps)
+
+
 def _busy(seconds: float) -> None:
     """Spend `seconds` in plain Python work that touches fresh objects (a pause of the CPU)."""
     end = _perf() + seconds

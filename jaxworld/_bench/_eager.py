@@ -9,7 +9,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._common import EAGER_LEAVES, Config, Row, _batch, _block, _calibrate, _interleaved, _row
+from ._common import (
+    EAGER_LEAVES,
+    Config,
+    Row,
+    _row,
+    _steady_pairs,
+)
 
 
 def bench_eager_dispatch(cfg: Config, leaves: Iterable[int] = EAGER_LEAVES) -> list[Row]:
@@ -24,13 +30,7 @@ def bench_eager_dispatch(cfg: Config, leaves: Iterable[int] = EAGER_LEAVES) -> l
              "jax.tree_util.tree_leaves(tree))\n", ns)
         ours, plain = jaxworld.wrap(ns["f"]), jax.jit(ns["f"])
         args = (tree,)
-        for _ in range(3):
-            _block(ours(*args))
-            _block(plain(*args))
-        k = _calibrate(plain, args, cfg.batch_budget)
-        pairs = _interleaved(lambda ours=ours, args=args, k=k: _batch(ours, args, k),
-                             lambda plain=plain, args=args, k=k: _batch(plain, args, k),
-                             cfg.steady_reps)
+        k, pairs = _steady_pairs(ours, plain, args, cfg)
         rows.append(_row("eager dispatch", "sum of squares", n, pairs,
                          baseline_is="jax.jit of the same function",
                          detail={"calls_per_batch": k, "leaves": n}))

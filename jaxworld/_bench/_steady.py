@@ -11,14 +11,13 @@ from ._common import (
     Row,
     _args,
     _batch,
-    _block,
-    _calibrate,
     _interleaved,
     _namespace,
     _plain,
     _point,
     _prepared,
     _row,
+    _steady_pairs,
     _timed,
 )
 
@@ -31,13 +30,7 @@ def bench_steady(name: str, n: int, cfg: Config) -> list[Row]:
     for kind in ("grad", "hvp", "hessian"):
         ours, plain = _prepared(kind, ns["loss"]), _plain(kind, ns["loss"])
         args = _args(kind, x)
-        for _ in range(3):  # warm-up: compile, then settle the dispatch caches
-            _block(ours(*args))
-            _block(plain(*args))
-        k = _calibrate(plain, args, cfg.batch_budget)
-        pairs = _interleaved(lambda ours=ours, args=args, k=k: _batch(ours, args, k),
-                             lambda plain=plain, args=args, k=k: _batch(plain, args, k),
-                             cfg.steady_reps)
+        k, pairs = _steady_pairs(ours, plain, args, cfg)
         rows.append(_row(f"steady {kind}", name, n, pairs, baseline_is="jax.jit of plain",
                          detail={"calls_per_batch": k}))
         # 5: the compiled FLOPs of the very computations timed above (jaxworld's operators are
