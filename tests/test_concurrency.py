@@ -15,6 +15,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxworld
 
@@ -172,21 +173,26 @@ def _run_callers_and_redefiner(*, operators: bool = False):
         assert _matches(fn(*args), oracles[VERSIONS - 1][name.replace("_again", "")]), name
 
 
-def test_concurrent_first_calls_trace_once():
-    ns = _namespace(2, plain=False)
+@pytest.mark.parametrize("version,prepare,oracle,n_threads", [
+    (2, lambda wf: wf, lambda f: f, 4),
+    (3, jaxworld.hessian, jax.hessian, 3),
+], ids=["wrapped function", "operator"])
+def test_concurrent_first_calls_trace_the_function_once(version, prepare, oracle, n_threads):
+    ns = _namespace(version, plain=False)
     wf = jaxworld.wrap(ns["f"])
+    call = prepare(wf)
     x = jnp.linspace(-1.0, 1.0, 5)
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(n_threads)
     results, errors = [], []
 
     def first_call():
         try:
             barrier.wait(timeout=30)
-            results.append(wf(x))
+            results.append(call(x))
         except BaseException as err:  # noqa: BLE001
             errors.append(err)
 
-    threads = [threading.Thread(target=first_call, daemon=True) for _ in range(4)]
+    threads = [threading.Thread(target=first_call, daemon=True) for _ in range(n_threads)]
     for t in threads:
         t.start()
     for t in threads:
@@ -194,35 +200,8 @@ def test_concurrent_first_calls_trace_once():
     assert not any(t.is_alive() for t in threads)
     assert not errors, errors
     assert jaxworld.stats(wf)["traces"] == 1
-    expected = _namespace(2, plain=True)["f"](x)
-    assert all(_matches(r, expected) for r in results) and len(results) == 4
-
-
-def test_concurrent_first_calls_of_an_operator_trace_the_function_once():
-    ns = _namespace(3, plain=False)
-    wf = jaxworld.wrap(ns["f"])
-    H = jaxworld.hessian(wf)
-    x = jnp.linspace(-1.0, 1.0, 4)
-    barrier = threading.Barrier(3)
-    results, errors = [], []
-
-    def first_call():
-        try:
-            barrier.wait(timeout=30)
-            results.append(H(x))
-        except BaseException as err:  # noqa: BLE001
-            errors.append(err)
-
-    threads = [threading.Thread(target=first_call, daemon=True) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(JOIN_TIMEOUT_S)
-    assert not any(t.is_alive() for t in threads)
-    assert not errors, errors
-    assert jaxworld.stats(wf)["traces"] == 1
-    expected = jax.hessian(_namespace(3, plain=True)["f"])(x)
-    assert len(results) == 3 and all(_matches(r, expected) for r in results)
+    expected = oracle(_namespace(version, plain=True)["f"])(x)
+    assert len(results) == n_threads and all(_matches(r, expected) for r in results)
 
 
 def test_concurrent_advances_and_redefinitions_from_several_threads():
