@@ -33,9 +33,10 @@ from ._policy import set_policy as set_policy
 from ._primitive import world_call_p as world_call_p
 from ._stats import reset_stats as reset_stats
 from ._stats import stats as stats
+from ._version import version as _package_version
 from ._wrap import wrap as wrap
 
-__version__ = "0.1.0"
+__version__: str = _package_version()  # from package metadata (issue #16)
 
 # Inside a running IPython shell or kernel: advance the epoch after every cell (opt out with
 # JAXWORLD_NO_AUTO_ADVANCE=1 or `jaxworld.auto_advance(False)`; see `_ipython.py`).

@@ -12,8 +12,6 @@ import dataclasses
 import functools
 import inspect
 import os
-import re
-import sys
 import types
 from typing import Any
 
@@ -22,8 +20,8 @@ from jax import tree_util
 from . import _epoch
 from ._closure import OpaqueClosure
 from ._compat import core
-from ._deps import Change
 from ._policy import get_policy
+from ._text import change_lines, location, short_aval
 
 _INDENT = "    "
 
@@ -48,6 +46,9 @@ def explain(obj: Any) -> str:
 
     Returns:
       The explanation, as text (print it).
+
+    Raises:
+      TypeError: `obj` holds no wrapped function, `OpaqueClosure` or operator.
 
     Example:
       >>> import jax.numpy as jnp, jaxworld
@@ -222,39 +223,13 @@ def _origin_text(fun: Any) -> str:
 def _where_defined(target: Any) -> str | None:
     code = getattr(target, "__code__", None)
     if isinstance(code, types.CodeType):
-        return _location(code.co_filename, code.co_firstlineno)
+        return location(code.co_filename, code.co_firstlineno)
     if isinstance(target, type):
         try:
-            return _location(inspect.getfile(target), inspect.getsourcelines(target)[1])
+            return location(inspect.getfile(target), inspect.getsourcelines(target)[1])
         except (TypeError, OSError):
             return None
     return None
-
-
-def _location(filename: str, line: int) -> str:
-    cell = _notebook_cell(filename)
-    if cell is not None:
-        return f"{cell}, line {line}"
-    return f"{filename}:{line}"
-
-
-def _notebook_cell(filename: str) -> str | None:
-    """'notebook cell [n]' for code compiled by IPython, else None."""
-    if not (filename.startswith("<ipython-input-") or "/ipykernel_" in filename):
-        return None
-    if filename.startswith("<ipython-input-"):
-        number = filename[len("<ipython-input-"):].split("-", 1)[0]
-        if number.isdigit():
-            return f"notebook cell [{number}]"
-    # An IPython shell keeps the map from a cell's file name to its execution count.
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    number = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(filename)
-    return f"notebook cell [{number}]" if number is not None else "notebook cell"
-
-
-def _short_aval(aval: Any) -> str:
-    return aval.str_short(short_dtypes=True) if hasattr(aval, "str_short") else str(aval)
 
 
 def _signature_text(key: Any) -> str:
@@ -262,7 +237,7 @@ def _signature_text(key: Any) -> str:
         in_tree, avals, static = key.in_tree, key.avals, key.static
     except AttributeError:
         return repr(key)
-    parts = [_short_aval(a) for a in avals]
+    parts = [short_aval(a) for a in avals]
     parts += [f"{where}={value!r:.40} (static)" for where, value in static]
     parts += _static_leaf_parts(in_tree, avals)
     return "(" + ", ".join(parts) + ")"
@@ -287,29 +262,6 @@ def _static_leaf_parts(in_tree: Any, avals: tuple) -> list[str]:
     if len(static) > _MAX_STATIC_LEAVES_SHOWN:
         parts.append(f"... {len(static) - _MAX_STATIC_LEAVES_SHOWN} more static leaves")
     return parts
-
-
-_CELL_CODE = re.compile(r" at (<ipython-input-\d+-\w+>|\S*/ipykernel_\S+?\.py):(\d+)$")
-
-
-def _where_text(change: Change) -> str | None:
-    """`change.where`, with the cell's number when the new code came from a notebook cell."""
-    if change.where == "notebook cell":
-        match = _CELL_CODE.search(change.new)
-        if match:
-            return _location(match.group(1), int(match.group(2)))
-    return change.where
-
-
-def _change_lines(changes: list[Change], indent: str) -> list[str]:
-    lines = []
-    for c in changes:
-        where_text = _where_text(c)
-        where = f"  [new definition at {where_text}]" if where_text else ""
-        lines.append(f"{indent}- {c.what}")
-        lines.append(f"{indent}    old: {c.old}")
-        lines.append(f"{indent}    new: {c.new}{where}")
-    return lines
 
 
 def _policy_text(wrapped: Any) -> str:
@@ -372,21 +324,21 @@ def _entry_lines(entry: Any, root: OpaqueClosure | None, indent: str,
     if entry.retraced_because is not None and not superseded:
         epoch, changes = entry.retraced_because
         lines.append(f"{indent}last re-trace, at epoch {epoch}, because:")
-        lines += _change_lines(changes, indent + _INDENT)
+        lines += change_lines(changes, indent + _INDENT)
     if superseded:
         if entry.retraced_because is not None:
             lines.append(f"{indent}re-traced because:")
-            lines += _change_lines(entry.retraced_because[1], indent + _INDENT)
+            lines += change_lines(entry.retraced_because[1], indent + _INDENT)
     elif entry.pending is not None:
         lines.append(f"{indent}changed since the trace (found by the advance to epoch "
                      f"{entry.pending[0]}):")
-        lines += _change_lines(entry.pending[1], indent + _INDENT)
+        lines += change_lines(entry.pending[1], indent + _INDENT)
     elif entry.record is not None:
         live = entry.record.changes()  # a read-only re-walk
         if live:
             lines.append(f"{indent}changed since the trace, not yet seen by any world: call "
                          "jaxworld.advance() (automatic after each notebook cell) to use them:")
-            lines += _change_lines(live, indent + _INDENT)
+            lines += change_lines(live, indent + _INDENT)
         else:
             lines.append(f"{indent}changed since the trace: nothing")
     if not superseded:
@@ -424,7 +376,7 @@ def _nested_lines(entry: Any, indent: str) -> list[str]:
         changes = (inner.pending[1] if inner.pending is not None and inner.closure is nested
                    else inner.retraced_because[1] if inner.closure is not nested
                    and inner.retraced_because is not None else [])
-        lines += _change_lines(changes, indent + _INDENT)
+        lines += change_lines(changes, indent + _INDENT)
     return lines
 
 

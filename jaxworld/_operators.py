@@ -95,6 +95,12 @@ def jit(fun: Callable, **jit_kwargs) -> Operator:
       **jit_kwargs: passed to `jax.jit` (``static_argnums``, ``static_argnames``,
         ``donate_argnums``, shardings, ...).
 
+    Raises:
+      TypeError: `fun` is not callable.
+      ValueError: `static_argnums` names a position `fun` does not have.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
+
     Example:
       >>> import jax.numpy as jnp, jaxworld
       >>> f = jaxworld.jit(lambda x: jnp.sin(x) + 1.0)
@@ -120,6 +126,11 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
          holomorphic: bool = False, allow_int: bool = False) -> Operator:
     """Prepared, epoch-aware `jax.grad` (same arguments).
 
+    Raises:
+      TypeError: `fun` is not callable.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
+
     Example:
       >>> import jax.numpy as jnp, jaxworld
       >>> g = jaxworld.grad(lambda x: jnp.sum(x ** 2))
@@ -133,7 +144,13 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
 
 def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
                    holomorphic: bool = False, allow_int: bool = False) -> Operator:
-    """Prepared, epoch-aware `jax.value_and_grad` (same arguments)."""
+    """Prepared, epoch-aware `jax.value_and_grad` (same arguments).
+
+    Raises:
+      TypeError: `fun` is not callable.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
+    """
     w = _as_wrapped(fun, "jaxworld.value_and_grad")
     return Operator("jaxworld.value_and_grad", w, lambda f: jax.value_and_grad(
         f, argnums=argnums, has_aux=has_aux, holomorphic=holomorphic, allow_int=allow_int))
@@ -141,7 +158,13 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
 
 def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
            holomorphic: bool = False) -> Operator:
-    """Prepared, epoch-aware `jax.jacfwd` (same arguments)."""
+    """Prepared, epoch-aware `jax.jacfwd` (same arguments).
+
+    Raises:
+      TypeError: `fun` is not callable.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
+    """
     w = _as_wrapped(fun, "jaxworld.jacfwd")
     return Operator("jaxworld.jacfwd", w, lambda f: jax.jacfwd(
         f, argnums=argnums, has_aux=has_aux, holomorphic=holomorphic))
@@ -149,7 +172,13 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
 
 def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
            holomorphic: bool = False, allow_int: bool = False) -> Operator:
-    """Prepared, epoch-aware `jax.jacrev` (same arguments)."""
+    """Prepared, epoch-aware `jax.jacrev` (same arguments).
+
+    Raises:
+      TypeError: `fun` is not callable.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
+    """
     w = _as_wrapped(fun, "jaxworld.jacrev")
     return Operator("jaxworld.jacrev", w, lambda f: jax.jacrev(
         f, argnums=argnums, has_aux=has_aux, holomorphic=holomorphic, allow_int=allow_int))
@@ -172,6 +201,12 @@ def hessian(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fal
       fun, argnums, has_aux, holomorphic: as for `jax.hessian`.
       mode: ``"fwd_over_rev"`` (default, ``jacfwd(jacrev(f))`` like `jax.hessian`),
         ``"rev_over_rev"``, ``"fwd_over_fwd"`` or ``"rev_over_fwd"``.
+
+    Raises:
+      TypeError: `fun` is not callable.
+      ValueError: `mode` is not one of `jaxworld.HESSIAN_MODES`.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld
@@ -197,6 +232,11 @@ def hvp(fun: Callable) -> Operator:
     """Prepared Hessian-vector product by forward-over-reverse: ``hvp(f)(x, v) = H(x) @ v``.
 
     `x` and `v` are pytrees of the same structure, shapes and dtypes; `f` returns a scalar.
+
+    Raises:
+      TypeError: `fun` is not callable.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld
@@ -236,6 +276,12 @@ _jvp_cache: weakref.WeakKeyDictionary[Wrapped, dict[bool, Callable]] = weakref.W
 def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux: bool = False):
     """Prepared, epoch-aware `jax.jvp` (same arguments); compiled once per signature and world.
 
+    Raises:
+      TypeError: `fun` is not callable.
+      TypeError: `primals` or `tangents` is not a tuple or list.
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
+
     Example:
       >>> import jax.numpy as jnp, jaxworld
       >>> f = jaxworld.wrap(lambda x: x ** 2)
@@ -266,6 +312,11 @@ class Pullback(OpaqueClosure):
     Calling it with an output cotangent returns the input cotangents (a tuple, like JAX). Made
     before a relevant change, called or differentiated after `advance()`, it re-derives from `f`
     at the stored primal point.
+
+    Raises:
+      TypeError: (when called) the cotangent is not structured or shaped like the primal output.
+      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
+        dependencies changed since (`jaxworld.policy`).
     """
 
     __slots__ = ("_residuals", "_primals", "_wrapped", "_primal_tree", "_out_ct_tree",
@@ -332,6 +383,12 @@ def vjp(fun: Callable, *primals):
     Forward-over-reverse through the pullback works (``jax.jvp`` of a function that calls it gives
     Hessian-vector products), and a pullback made before a relevant change re-derives from `fun`
     when called after `jaxworld.advance()`.
+
+    Raises:
+      TypeError: `fun` is not callable.
+      TypeError: an output of `fun` is not differentiable (integer or constant).
+      StaleClosureError: a call after a change, under the 'error' policy (see `jaxworld.wrap`).
+      WorldChangeError: a re-trace would change what a live trace used (see `jaxworld.wrap`).
 
     Example:
       >>> import jax.numpy as jnp, jaxworld

@@ -38,6 +38,9 @@ def check_policy(policy: object, api: str) -> str:
 def set_policy(policy: Policy) -> None:
     """Set the process-wide policy for stale closures (default ``"retrace"``).
 
+    Raises:
+      ValueError: `policy` is not one of 'retrace', 'warn', 'error', 'frozen'.
+
     Example:
       >>> import jaxworld
       >>> jaxworld.set_policy("warn"); jaxworld.set_policy("retrace")
@@ -62,6 +65,9 @@ def policy(policy: Policy) -> Iterator[None]:
 
     It wins over the policy a function was wrapped with (``wrap(..., policy=...)``) and over the
     global one (`jaxworld.set_policy`).
+
+    Raises:
+      ValueError: `policy` is not one of 'retrace', 'warn', 'error', 'frozen'.
 
     Example:
       >>> import jaxworld

@@ -48,6 +48,7 @@ from ._errors import StaleClosureError, StaleClosureWarning, WorldChangeError, u
 from ._filter import abstractify_all, all_traced, filter_leaves, mark_static
 from ._policy import check_policy, effective_policy
 from ._primitive import world_call_p
+from ._text import describe_changes
 
 # Live entries in creation order, so that `advance()` validates a helper's entry before the
 # entries of the functions that call it.
@@ -344,14 +345,6 @@ def live_records_changed() -> bool:
 _epoch.register_probe(live_records_changed)
 
 
-def describe_changes(changes: Sequence[Change]) -> str:
-    lines = []
-    for c in changes:
-        where = f" (new definition at {c.where})" if c.where else ""
-        lines.append(f"  - {c.what}: {c.old} -> {c.new}{where}")
-    return "\n".join(lines)
-
-
 class Wrapped:
     """A function wrapped by `jaxworld.wrap`. Call it like the original."""
 
@@ -412,18 +405,25 @@ class Wrapped:
                 static.append((k, v))
             else:
                 dyn_kwargs[k] = v
+        # Every unhashable static argument in one message (as chex collects every mismatch).
+        unhashable = []
         for where, value in static:
             try:
                 hash(value)
             except TypeError:
-                label = f"position {where}" if isinstance(where, int) else f"name {where!r}"
-                raise TypeError(
-                    f"jaxworld.wrap: static argument at {label} of {self.__name__} must be "
-                    f"hashable, got {type(value).__name__} {value!r:.60}. Make the argument "
-                    "non-static: only its array leaves are traced, every other leaf (functions, "
-                    "strings, objects) is static on its own, held by equality or identity "
-                    "(an equinox Module works as is); or pass a hashable value (a tuple instead "
-                    "of a list).") from None
+                label = f"args[{where}]" if isinstance(where, int) else f"kwargs[{where!r}]"
+                unhashable.append(f"  {label}: {type(value).__name__} {value!r:.60}")
+        if unhashable:
+            what = ("an unhashable static argument" if len(unhashable) == 1
+                    else f"{len(unhashable)} unhashable static arguments")
+            raise TypeError(
+                f"jaxworld.wrap: {self.__name__} got {what}:\n"
+                + "\n".join(unhashable) + "\n"
+                "Expected hashable values (static arguments key the trace cache). Make the "
+                "argument non-static: only its array leaves are traced, every other leaf "
+                "(functions, strings, objects) is static on its own, held by equality or identity "
+                "(an equinox Module works as is); or pass a hashable value (a tuple instead of a "
+                "list).")
         return tuple(static), tuple(dyn_args), dyn_kwargs
 
     def _lookup(self, args: tuple, kwargs: dict) -> tuple[_Entry, list]:
@@ -704,6 +704,16 @@ def wrap(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (
 
     Returns:
       The wrapped function (with `fun`'s name, docstring and ``__wrapped__``).
+
+    Raises:
+      TypeError: `fun` is not callable.
+      ValueError: `static_argnums` names a position `fun` does not have.
+      TypeError: (when called) an argument leaf looks like an array but is not a valid JAX value,
+        or a static argument is unhashable: every such leaf is named in one message.
+      StaleClosureError: under the 'error' stale-closure policy, when a call finds the trace's
+        dependencies changed since (`jaxworld.policy`).
+      WorldChangeError: when a re-trace changes a signature that a live enclosing trace already
+        used.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxworld

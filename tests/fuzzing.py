@@ -48,6 +48,7 @@ from hypothesis import strategies as st
 from jax import lax
 
 import jaxworld
+from jaxworld.testing import World
 
 # -- the grammar ----------------------------------------------------------------------------------
 
@@ -317,7 +318,7 @@ def namespace(case: Case, world: str, *, plain: bool) -> dict:
     source = case.source(world)
     if plain:
         source = source.replace("@jaxworld.wrap\n", "")
-    exec(compile(source, f"<fuzz-{world}>", "exec"), ns)
+    World("fuzz", namespace=ns).define(source, filename=f"<fuzz-{world}>")
     return ns
 
 
@@ -325,7 +326,8 @@ def apply_change(case: Case, ns: dict) -> None:
     """Make `case`'s world change in the live namespace `ns`, like a notebook cell would."""
     if "helper" in case.changes:
         deco = "@jaxworld.wrap\n" if case.wrap_helper else ""
-        exec(compile(f"{deco}def h(v):\n    return {case.h_new}\n", "<fuzz-cell>", "exec"), ns)
+        World("fuzz", namespace=ns).define(f"{deco}def h(v):\n    return {case.h_new}\n",
+                                           filename="<fuzz-cell>")
     if "const" in case.changes:
         ns["C"] = case.c_new
     if "array" in case.changes:

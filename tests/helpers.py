@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Tolerances by dtype: float32 results of nested AD differ from plain JAX only by reassociation
-# inside XLA, so a few ulps scaled by problem size; float64 much tighter.
-_TOLERANCES = {
-    np.dtype(np.float16): (1e-2, 1e-2),
-    np.dtype(jnp.bfloat16): (1e-2, 1e-2),
-    np.dtype(np.float32): (2e-5, 2e-5),
-    np.dtype(np.complex64): (2e-5, 2e-5),
-    np.dtype(np.float64): (1e-11, 1e-11),
-    np.dtype(np.complex128): (1e-11, 1e-11),
-}
+from jaxworld.testing import World, _references
 
 
 def tolerance(dtype) -> tuple[float, float]:
-    """(rtol, atol) for comparing results of this dtype with the plain-JAX oracle."""
-    return _TOLERANCES.get(np.dtype(dtype), (0.0, 0.0))
+    """(rtol, atol) for comparing results of this dtype with the plain-JAX oracle.
+
+    jaxworld's one tolerance table (`jaxworld.testing._references`): float32 results of nested
+    AD differ from plain JAX only by reassociation inside XLA, float64 much less.
+    """
+    return _references.tolerance(dtype, "jax")
 
 
 def assert_trees_close(actual, expected, *, rtol=None, atol=None):
@@ -39,10 +32,11 @@ def assert_trees_close(actual, expected, *, rtol=None, atol=None):
                                    atol=d_atol if atol is None else atol)
 
 
-def notebook(source: str, namespace: dict | None = None) -> dict:
-    """Run `source` like a notebook cell in `namespace` (a fresh one by default) and return it."""
+def notebook(source: str, namespace: dict | None = None, *, filename: str | None = None) -> dict:
+    """Run `source` like a notebook cell in `namespace` (a fresh one holding jax, jnp and np by
+    default) and return it: `jaxworld.testing.World.define` in that namespace."""
     ns = {"jax": jax, "jnp": jnp, "np": np} if namespace is None else namespace
-    exec(compile(textwrap.dedent(source), "<cell>", "exec"), ns)
+    World("cell", namespace=ns).define(source, filename=filename)
     return ns
 
 

@@ -3,7 +3,7 @@
 Small arrays are compared bit for bit against a kept copy, large ones by digest, and with
 `jaxworld.freeze_captured_arrays()` a frozen array is not read at all. Each way must still catch
 an in-place edit: every row compares against plain JAX traced fresh in the new world. Timings are
-in `jaxworld._bench_scope` (BENCHMARKS.md), not here: these tests count what is read.
+in `jaxworld bench --only numpy` (BENCHMARKS.md), not here: these tests count what is read.
 """
 
 from __future__ import annotations
@@ -224,13 +224,14 @@ def test_arrays_are_not_frozen_by_default():
 
 
 def test_bench_rows_of_the_no_op_advance_against_numpy_data():
-    from jaxworld import _bench, _bench_scope
+    from jaxworld import _bench
+    from jaxworld._bench import _numpy_data
 
     cfg = _bench.Config.make(quick=True)
-    rows = _bench_scope.bench_noop_numpy(cfg, sizes_mb=(1,))
+    rows = _numpy_data.bench_noop_numpy(cfg, sizes_mb=(1,))
     assert [(r.function, r.n) for r in rows] == [("default", 1), ("frozen", 1)]
     for row in rows:
-        assert row.benchmark in _bench_scope.TARGETS and row.reps >= 3
+        assert row.benchmark in _numpy_data.TARGETS and row.reps >= 3
         assert row.detail["traces_after_advances"] == 0
         assert row.detail["data_bytes"] == 2**20
         assert row.detail["frozen"] == (row.function == "frozen")

@@ -140,8 +140,10 @@ def test_11_none_output_to_grad_is_jax_error():
 def test_12_unhashable_static_argument():
     f = jaxworld.wrap(lambda x, n: x * len(n), static_argnums=1)
     with pytest.raises(TypeError, match=re.escape(
-            "jaxworld.wrap: static argument at position 1 of <lambda> must be hashable, got "
-            "list [1, 2]. Make the argument non-static: only its array leaves are traced")):
+            "jaxworld.wrap: <lambda> got an unhashable static argument:\n"
+            "  args[1]: list [1, 2]\n"
+            "Expected hashable values (static arguments key the trace cache). Make the argument "
+            "non-static: only its array leaves are traced")):
         f(1.0, [1, 2])
     assert float(f(1.0, (1, 2))) == 2.0
 

@@ -132,8 +132,8 @@ def test_cli_options_reach_the_config():
                               "--json", "out.json"])
     cfg = _bench.Config.make(args.quick, args.sizes, args.cycles, args.repeats)
     assert cfg.sizes == (3,) and cfg.cycles == 4 and cfg.steady_reps == 2
-    assert _bench._command(args) == ("jaxworld bench --quick --sizes 3 --cycles 4 --repeats 2 "
-                                     "--json out.json")
+    assert _bench._runner._command(args) == (
+        "jaxworld bench --quick --sizes 3 --cycles 4 --repeats 2 --json out.json")
     assert _bench.Config.make(True).sizes == (3, 64)
     assert _bench.Config.make(False).sizes == (3, 64, 512)
 
@@ -170,3 +170,15 @@ def test_eager_dispatch_rows_one_per_leaf_count():
         _check_timed(row, TINY.steady_reps)
         assert row.target == "<= 1.5" and row.met in (True, False)
         assert row.detail["leaves"] == row.n
+
+
+def test_groups_table_selects_by_only_and_runs_per_function_groups_in_the_size_loop():
+    import dataclasses
+
+    assert all(isinstance(g.module.PER_FUNCTION, bool) for g in _bench.GROUPS.values())
+    labels = []
+    rows = _bench.run(dataclasses.replace(TINY, only=("first", "trace")), log=labels.append)
+    assert [r.benchmark for r in rows] == ["first call hessian"] * len(_bench.FUNCTIONS) + [
+        "trace 20 call sites"]
+    assert [r.function for r in rows[:-1]] == list(_bench.FUNCTIONS)
+    assert len(labels) == len(rows)

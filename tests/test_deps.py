@@ -23,15 +23,15 @@ import pytest
 import jaxworld
 from jaxworld._deps import Change, DependencyRecord
 
+from . import helpers
+
 _cell_counter = itertools.count(1)
 
 
 def run_cell(ns: dict, source: str) -> dict:
     """Execute `source` in `ns` the way a notebook cell would."""
     n = next(_cell_counter)
-    code = compile(textwrap.dedent(source), f"<ipython-input-{n}-deadbeef>", "exec")
-    exec(code, ns)
-    return ns
+    return helpers.notebook(source, ns, filename=f"<ipython-input-{n}-deadbeef>")
 
 
 def notebook(source: str, **extra) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -11,26 +10,20 @@ import pytest
 
 import jaxworld
 
-from .helpers import assert_trees_close
+from .helpers import assert_trees_close, notebook
 
 X = jnp.array([0.1, 0.7, -1.2])
 
 
-def cell(ns: dict, source: str, filename: str) -> dict:
-    """Run `source` in `ns` as if it came from `filename` (a notebook cell or a file)."""
-    exec(compile(textwrap.dedent(source), filename, "exec"), ns)
-    return ns
-
-
 def transitive_setup():
-    ns = cell({"jnp": jnp}, """
+    ns = notebook("""
         def h(x):
             return jnp.sin(x)
         def g(x):
             return h(x) * x
         def f(x):
             return jnp.sum(g(x) ** 2)
-    """, "<ipython-input-1-0123abcd>")
+    """, {"jnp": jnp}, filename="<ipython-input-1-0123abcd>")
     H = jaxworld.hessian(ns["f"])
     H(X)
     return ns, H
@@ -51,7 +44,7 @@ def test_transitive_change_names_the_helper_old_new_and_where(tmp_path):
     edited = tmp_path / "edited_helpers.py"
     source = "\n\ndef h(x):\n    return jnp.cos(2.0 * x)\n"
     edited.write_text(source)
-    cell(ns, source, str(edited))
+    notebook(source, ns, filename=str(edited))
     now = jaxworld.advance()
 
     before = state_of(H)
@@ -84,10 +77,10 @@ def test_transitive_change_names_the_helper_old_new_and_where(tmp_path):
 
 def test_change_from_a_notebook_cell_says_so():
     ns, H = transitive_setup()
-    cell(ns, """
+    notebook("""
         def h(x):
             return jnp.tanh(x)
-    """, "<ipython-input-7-89abcdef>")
+    """, ns, filename="<ipython-input-7-89abcdef>")
     text = jaxworld.explain(H)  # not advanced yet: the change is not seen by any world
     assert "not yet seen by any world: call jaxworld.advance()" in text
     assert ("new: function h at <ipython-input-7-89abcdef>:2  "
@@ -127,14 +120,14 @@ def test_derived_closure_and_pullback():
 
 
 def test_wrapped_helpers_called_are_listed():
-    ns = cell({"jnp": jnp, "jaxworld": jaxworld}, """
+    ns = notebook("""
         scale = 2.0
         @jaxworld.wrap
         def inner(x):
             return jnp.sin(x) * scale
         def outer(x):
             return jnp.sum(inner(x) ** 2)
-    """, "<ipython-input-3-00000000>")
+    """, {"jnp": jnp, "jaxworld": jaxworld}, filename="<ipython-input-3-00000000>")
     G = jaxworld.grad(ns["outer"])
     G(X)
     ns["scale"] = 3.0

@@ -13,7 +13,7 @@ import pytest
 
 import jaxworld
 from jaxworld import _wrap
-from jaxworld._bench import _rss_mb
+from jaxworld._bench import rss_mb
 
 from .helpers import assert_trees_close, notebook
 
@@ -217,7 +217,7 @@ def _redefine_advance_call_loop(cycles: int, *, jitted: bool) -> tuple[float, fl
     for i in range(40):  # warm up: first compilations, allocator pools (~19 MB, then flat)
         cycle(i)
     gc.collect()
-    start = _rss_mb()
+    start = rss_mb()
     for i in range(cycles):
         cycle(i)
     gc.collect()
@@ -225,7 +225,7 @@ def _redefine_advance_call_loop(cycles: int, *, jitted: bool) -> tuple[float, fl
     scale, c = 1.0 + ((cycles - 1) % 7) * 0.1, float((cycles - 1) % 5) + 1.0
     expected = lambda x: jnp.sum((jnp.sin(x) * scale) ** 2 * c)  # noqa: E731
     assert_trees_close(pullback(1.0)[0], jax.grad(expected)(X))
-    return start, _rss_mb()
+    return start, rss_mb()
 
 
 # Resident memory as `jaxworld bench` reads it (/proc, else peak RSS from `resource`); only

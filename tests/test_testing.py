@@ -1,6 +1,6 @@
 """jaxworld.testing: Scenario validation, references, check() on a representative slice of the
 built-in suite (world scenarios included), isolation of world scenarios. The full suite is
-`@pytest.mark.slow` (and is what `jaxworld check` runs in CI)."""
+parametrized, one `@pytest.mark.slow` test per case (and is what `jaxworld check` runs in CI)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ from jaxworld.testing import (
     Scenario,
     World,
     WorldScenario,
+    assert_passes,
     builtin_suite,
     check,
     matches,
+    parametrize,
 )
 
 X = jnp.linspace(0.1, 1.0, 4)
@@ -238,10 +240,13 @@ def test_builtin_slice_passes():
     assert "fd" in report["sin_sq: third_order"].not_applicable
 
 
-@pytest.mark.slow  # deselected by default; CI runs the same suite as `jaxworld check`
-def test_full_builtin_suite():
-    report = check(builtin_suite())
-    assert report.ok, report.table()
+# The whole nested-AD part of the built-in suite, one test per case (deselected by default; CI
+# runs the same suite as `jaxworld check`). Its world-change rows run by default, through both
+# stacks, in tests/test_world_changes.py.
+@parametrize(lambda: [c for c in builtin_suite() if c.kind != "world"],
+             marks=lambda case: pytest.mark.slow)
+def test_builtin_case(scenario):
+    assert_passes(scenario)
 
 
 # -- world scenarios: they catch staleness, prove something, and leave no trace --------------
@@ -305,3 +310,13 @@ def test_world_define_module_reload_and_close():
     assert "jaxworld_unit_mod" not in sys.modules
     with pytest.raises(RuntimeError, match="this world is closed"):
         world.define("x = 1")
+
+
+def test_parametrize_gives_each_case_the_marks_asked_for():
+    cases = [Scenario(lambda x: jnp.sum(x ** 2), (X,), "grad", name=name) for name in "ab"]
+    mark = parametrize(cases, marks=lambda c: pytest.mark.slow if c.name == "b" else None)
+    argname, params = mark.args
+    assert argname == "scenario"
+    assert [p.id for p in params] == ["a", "b"]
+    assert [tuple(m.name for m in p.marks) for p in params] == [(), ("slow",)]
+    assert [p.values[0] for p in params] == cases

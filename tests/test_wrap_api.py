@@ -208,21 +208,25 @@ def test_non_callable_fun_is_a_type_error():
         jaxworld.wrap(static_argnums=0)([1, 2])
 
 
-def test_unhashable_static_argument_is_a_type_error():
-    def f(x, n):
-        return x * len(n)
+def test_every_unhashable_static_argument_is_named_in_one_type_error():
+    def f(x, n, m=(), *, k=()):
+        return x * (len(n) + len(m) + len(k))
 
-    wf = jaxworld.wrap(f, static_argnums=1)
-    expected = ("jaxworld.wrap: static argument at position 1 of f must be hashable, got list "
-                "[1, 2]. Make the argument non-static: only its array leaves are traced, every "
-                "other leaf (functions, strings, objects) is static on its own")
+    wf = jaxworld.wrap(f, static_argnums=(1, 2), static_argnames="k")
+    expected = ("jaxworld.wrap: f got 3 unhashable static arguments:\n"
+                "  args[1]: list [1, 2]\n"
+                "  args[2]: dict {'a': 1}\n"
+                "  kwargs['k']: set {3}\n"
+                "Expected hashable values (static arguments key the trace cache). Make the "
+                "argument non-static: only its array leaves are traced, every other leaf "
+                "(functions, strings, objects) is static on its own")
     with pytest.raises(TypeError, match=re.escape(expected)):
-        wf(vector(), [1, 2])
-    assert_trees_close(wf(vector(), (1, 2)), f(vector(), (1, 2)))
-    wk = jaxworld.wrap(f, static_argnames="n")
+        wf(vector(), [1, 2], {"a": 1}, k={3})
+    # A hashable one among them is not listed.
     with pytest.raises(TypeError, match=re.escape(
-            "static argument at name 'n' of f must be hashable, got dict {'a': 1}")):
-        wk(vector(), n={"a": 1})
+            "f got an unhashable static argument:\n  kwargs['k']: list [4]\n")):
+        wf(vector(), (1, 2), k=[4])
+    assert_trees_close(wf(vector(), (1, 2), k=(3,)), f(vector(), (1, 2), k=(3,)))
 
 
 def test_non_array_leaf_is_static():

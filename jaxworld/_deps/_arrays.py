@@ -4,7 +4,7 @@ A record holds the contents of every NumPy array the traced code read (an in-pla
 ``data[0] = 5.0`` is a change: the world-change matrix). Re-checking them is what a no-op
 `advance()` pays per array, and hashing them was the whole cost of an advance with data in
 memory (blake2b: ~1.5 s per GB here, after every notebook cell). Measured on this machine
-(`python -m jaxworld._bench_scope`, medians), per check of a float64 array:
+(`jaxworld bench --only numpy`, medians), per check of a float64 array:
 
   ============================  =======  ========  ========
   check                          1 MB     100 MB    1 GB

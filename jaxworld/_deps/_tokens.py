@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._text import is_notebook_cell
 from ._arrays import array_digest as _array_digest  # ndarray digests live in _arrays (issue #13)
 
 
@@ -205,7 +206,7 @@ def _where(value: Any) -> str | None:
     if not isinstance(code, types.CodeType):
         return None
     name = code.co_filename
-    if "<ipython-input-" in name or "/ipykernel_" in name:
+    if is_notebook_cell(name):
         return "notebook cell"
     return f"{os.path.basename(name)}:{code.co_firstlineno}"
 

@@ -5,6 +5,8 @@ Re-exports only; see `README.md` in this folder for what lives where.
 
 from ._benchmark import benchmark as benchmark
 from ._builtin import builtin_suite as builtin_suite
+from ._caches import release_caches as release_caches
+from ._caches import release_period as release_period
 from ._check import check as check
 from ._check import matches as matches
 from ._matrix import ScenarioList as ScenarioList

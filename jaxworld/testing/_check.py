@@ -58,6 +58,10 @@ def check(scenarios: Any, *, pattern: str | None = None,
       A `Report`: ``report.ok``, ``report.failures``, ``report.rows`` (name, operator, status,
       max abs/rel error against each reference, time).
 
+    Raises:
+      TypeError: `scenarios` is not a list of `Scenario` / `WorldScenario`.
+      ValueError: `pattern` is not a valid ``-k`` expression.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxworld.testing import Scenario, check
@@ -92,6 +96,9 @@ def matches(pattern: str, text: str) -> bool:
     """pytest-style ``-k``: case-insensitive substrings combined with and / or / not / ( ).
 
     Adjacent words form one phrase (``-k "sin_sq: grad"``).
+
+    Raises:
+      ValueError: `pattern` is not a valid ``-k`` expression (incomplete, unbalanced parentheses).
 
     Example:
       >>> matches("world and not reload", "world: global float rebound")

@@ -109,6 +109,11 @@ def scenarios_for(fn: Callable, *args: Any, operators: Iterable[str] | None = No
       A list of `Scenario`; its ``.skipped`` lists `Skipped` (operator, via, reason) for what
       does not apply (a non-scalar output for ``grad``, ...) or what plain JAX cannot do.
 
+    Raises:
+      TypeError: `fn` is not callable.
+      ValueError: no arguments are given, or `vias` is not a non-empty subset of ('operator',
+        'wrap').
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxworld.testing import scenarios_for

@@ -39,6 +39,10 @@ def _variant(s: Scenario, modifier: str, **changes: Any) -> Scenario:
 def closurify(s: Scenario) -> Scenario:
     """The arguments after the first are captured in a closure: ``lambda x: fun(x, *rest)``.
 
+    Raises:
+      TypeError: `s` is not a `jaxworld.testing.Scenario` (world scenarios have no variants).
+      ValueError: the scenario has one argument (nothing to close over).
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxworld.testing import Scenario, closurify
@@ -78,6 +82,10 @@ def constantify(s: Scenario, constant: Any = None) -> Scenario:
 
     Every operator is linear in the output, so the analytic reference (if any) is scaled by
     ``c`` too. `constant` defaults to 1.5 in the first argument's floating dtype.
+
+    Raises:
+      TypeError: `s` is not a `jaxworld.testing.Scenario` (world scenarios have no variants).
+      ValueError: the scenario's operator is 'hvp' (a function of one argument).
 
     Example:
       >>> import jax.numpy as jnp
@@ -122,6 +130,11 @@ def batchify(s: Scenario, size: int = 3) -> Scenario:
 
     The batch holds the scenario's point scaled by 1, 0.9, 1.1, ... (all different points).
 
+    Raises:
+      TypeError: `s` is not a `jaxworld.testing.Scenario` (world scenarios have no variants).
+      ValueError: the scenario is already batched, `size` is not a positive int, or argument 0 is
+        static.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxworld.testing import Scenario, batchify
@@ -153,6 +166,10 @@ def batchify(s: Scenario, size: int = 3) -> Scenario:
 def jitify(s: Scenario) -> Scenario:
     """The operator called inside an outer ``jax.jit``.
 
+    Raises:
+      TypeError: `s` is not a `jaxworld.testing.Scenario` (world scenarios have no variants).
+      ValueError: the scenario already runs under an outer jax.jit.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxworld.testing import Scenario, jitify
@@ -171,6 +188,9 @@ def x64ify(s: Scenario) -> Scenario:
 
     Floating and complex leaves of the arguments (and of `tangent`, `prepare_args`) are converted
     to the precision of that setting, so the whole computation runs in it.
+
+    Raises:
+      TypeError: `s` is not a `jaxworld.testing.Scenario` (world scenarios have no variants).
 
     Example:
       >>> import jax, jax.numpy as jnp

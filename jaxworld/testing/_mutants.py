@@ -135,6 +135,10 @@ def mutants(scenario: Scenario, *, factor: float = 1.5) -> ScenarioList:
       kind; ``.skipped`` lists the dependencies that are not mutated, with why.
       The sites are read now: derive the mutants before anything changes what is tracked.
 
+    Raises:
+      TypeError: `scenario` is not a `jaxworld.testing.Scenario`.
+      ValueError: the scenario was made by batchify, jitify or x64ify.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxworld.testing import Scenario, check, mutants
@@ -193,6 +197,9 @@ def mutants_of(scenarios: Iterable, *, factor: float = 1.5) -> ScenarioList:
 
     One set per function: that of its highest-order scenario (a Hessian rather than a gradient),
     skipping scenarios made by modifiers and those expecting a JAX error.
+
+    Raises:
+      TypeError: an item of `scenarios` is not a `Scenario` or `WorldScenario`.
     """
     chosen: dict[int, Scenario] = {}
     order: list[int] = []

@@ -372,11 +372,26 @@ def _finite_differences(fun, spec, args, static_argnums, holomorphic, v):
 #  - "fd": float64 central differences: truncation ~1e-8 relative; a float32 result is itself
 #    only good to ~1e-6 times the problem's conditioning.
 #  - "analytic": a formula given by the scenario.
+# This is jaxworld's one tolerance table: tests/helpers.py reads it through `tolerance`.
 _TOLERANCES = {
-    "jax": {32: (2e-5, 2e-5), 64: (1e-10, 1e-10)},
+    "jax": {16: (1e-2, 1e-2), 32: (2e-5, 2e-5), 64: (1e-10, 1e-10)},
     "fd": {32: (2e-3, 2e-3), 64: (1e-6, 1e-6)},
     "analytic": {32: (1e-4, 1e-4), 64: (1e-8, 1e-8)},
 }
+
+
+def tolerance(dtype: Any, reference: str = "jax") -> tuple[float, float]:
+    """(rtol, atol) for a result of `dtype` compared with `reference` (exact for non-floats).
+
+    The atol is relative to the reference's largest magnitude in `compare`, absolute for a caller
+    comparing leaf by leaf (tests/helpers.py).
+    """
+    dtype = np.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        return (0.0, 0.0)
+    bits = dtype.itemsize * 8 // (2 if jnp.issubdtype(dtype, jnp.complexfloating) else 1)
+    table = _TOLERANCES[reference]
+    return table.get(bits, table[min(table, key=lambda b: abs(b - bits))])
 
 
 @dataclasses.dataclass

@@ -143,6 +143,12 @@ class Scenario:
       x64: run the case under ``jax.enable_x64(x64)``; None keeps the current setting (set by
         `x64ify`).
 
+    Raises:
+      TypeError: a field has the wrong type (`fun` not callable, `args` not a tuple, ...): the
+        message names the field.
+      ValueError: a field has a wrong value (an unknown operator, `static_argnums` out of range or
+        0, a negative tolerance, ...).
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxworld.testing import Scenario, check
@@ -269,6 +275,12 @@ class WorldScenario:
       prepare_args, rtol, atol, tags, via, description, static_argnums, holomorphic: as for
         `Scenario`.
       undo: a zero-argument callable run after the case (see above).
+
+    Raises:
+      TypeError: a field has the wrong type (`setup` neither source nor callable, ...): the message
+        names the field.
+      ValueError: a field has a wrong value (a name without 'world', an unknown operator or
+        `expect`, ...).
     """
 
     name: str

@@ -250,6 +250,10 @@ class PreparedOperator:
     another signature (pytree structure, shapes, dtypes, weak types, static values), raise
     `PreparationMismatchError` naming what was expected and what was given.
 
+    Raises:
+      PreparationMismatchError: (when called) the arguments are of another input signature than
+        those it was prepared for, or `call` is given another function.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxworld.testing import Scenario, prepare

@@ -32,6 +32,9 @@ class World:
 
     Use it as a context manager (the pytest fixture ``world`` does this for you).
 
+    Raises:
+      TypeError: `namespace` is not a dict.
+
     Example:
       >>> import jax, jaxworld
       >>> from jaxworld.testing import World
@@ -46,14 +49,28 @@ class World:
       8.0
     """
 
-    def __init__(self, name: str = "world"):
+    def __init__(self, name: str = "world", namespace: dict[str, Any] | None = None):
+        """A world named `name` (it names the cells' filenames, ``<world:NAME:N>``).
+
+        Args:
+          name: the world's name.
+          namespace: define into this dict instead of a fresh namespace; nothing is added to it
+            (a test that builds its own globals). `close()` still empties it.
+        """
+        if namespace is not None and not isinstance(namespace, dict):
+            raise TypeError(
+                f"jaxworld.testing.World: namespace must be a dict, got "
+                f"{type(namespace).__name__}. Example: World('cells', namespace={{'jnp': jnp}}).")
         self.name = name
-        self.namespace: dict[str, Any] = {}
         self._dir: str | None = None
         self._modules: set[str] = set()
         self._cells = 0
         self._closed = False
-        self._reset_namespace()
+        if namespace is None:
+            self.namespace: dict[str, Any] = {}
+            self._reset_namespace()
+        else:
+            self.namespace = namespace
 
     def _reset_namespace(self) -> None:
         self.namespace.clear()
@@ -87,11 +104,16 @@ class World:
         self.namespace.clear()
 
     # -- defining code ------------------------------------------------------------------------
-    def define(self, source: str) -> None:
+    def define(self, source: str, *, filename: str | None = None) -> None:
         """Execute `source` (dedented) in the namespace, like running a notebook cell.
 
         Functions defined here are user code to jaxworld's dependency records (the cell's
-        filename is ``<world:NAME:N>``).
+        filename is ``<world:NAME:N>``, or `filename`: e.g. ``"<ipython-input-3-0123abcd>"``
+        for code that must look as if IPython compiled it, or a path for code from a file).
+
+        Raises:
+          TypeError: `source` is not a str.
+          RuntimeError: the world is closed.
         """
         self._check_open("define")
         if not isinstance(source, str):
@@ -99,7 +121,9 @@ class World:
                 f"jaxworld.testing.World.define: expected Python source (a str), got "
                 f"{type(source).__name__}. Use world[name] = value to bind an object.")
         self._cells += 1
-        code = compile(textwrap.dedent(source), f"<world:{self.name}:{self._cells}>", "exec")
+        if filename is None:
+            filename = f"<world:{self.name}:{self._cells}>"
+        code = compile(textwrap.dedent(source), filename, "exec")
         exec(code, self.namespace)
 
     def module(self, name: str, source: str) -> types.ModuleType:

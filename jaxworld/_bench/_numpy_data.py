@@ -1,9 +1,4 @@
-"""Benchmark rows of issue #13 (scoped invalidation), in the shape of `jaxworld._bench`'s groups.
-
-Each ``bench_*`` function takes a `jaxworld._bench.Config` and returns a list of
-`jaxworld._bench.Row`; `run(cfg, log=...)` runs them all, like `_bench.run`. Hook them into
-``jaxworld bench`` by calling `run` from `_bench.run` under a group name (``"scope"``) and adding
-`TARGETS` to `_bench.TARGETS`. Standalone: ``python -m jaxworld._bench_scope [--quick]``.
+"""12: no-op advances against NumPy data (issue #13): ``jaxworld bench --only numpy``.
 
 Rows:
 
@@ -19,10 +14,8 @@ change" under scoped eviction, and memory over 1,000 relevant advances.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable
 
@@ -30,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._bench import Config, Row, format_table
+from ._common import Config, Row
 
 TARGETS = {"no-op advance against NumPy data read": ("<=", 1e-3)}  # seconds, absolute
 DATA_MB = (1, 100, 1000)
@@ -107,25 +100,9 @@ def bench_noop_numpy(cfg: Config, sizes_mb: Iterable[int] = DATA_MB, n: int = 8)
     return rows
 
 
-def run(cfg: Config, *, log: Callable[[str], None] = lambda s: None,
-        sizes_mb: Iterable[int] = DATA_MB) -> list[Row]:
-    """Every row of this module under `cfg`; `log` receives progress lines."""
-    t = _perf()
-    rows = bench_noop_numpy(cfg, sizes_mb)
-    log(f"  no-op advance against NumPy data read ({_perf() - t:.1f} s)")
-    return rows
+PER_FUNCTION = False
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jaxworld._bench_scope")
-    parser.add_argument("--quick", action="store_true", help="1 MB and 100 MB only, 3 reps")
-    args = parser.parse_args(argv)
-    cfg = Config.make(args.quick)
-    rows = run(cfg, log=lambda s: print(s, file=sys.stderr, flush=True),
-               sizes_mb=QUICK_DATA_MB if args.quick else DATA_MB)
-    print(format_table(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def steps(cfg: Config):
+    sizes = QUICK_DATA_MB if cfg.quick else DATA_MB
+    yield "no-op advance against NumPy data read", bench_noop_numpy, (cfg, sizes)
