@@ -30,7 +30,7 @@ import numpy as np
 from jax import config as jax_config
 from jax import tree_util
 
-from . import _epoch, _stats
+from . import _epoch, _stats, _validity
 from ._closure import OpaqueClosure, retire, world_change_error
 from ._compat import (
     api_util,
@@ -74,12 +74,16 @@ class EntryKey(NamedTuple):
     out_of_key_config: tuple
 
 
-class _Entry:
-    """One input signature of one wrapped function."""
+class _Entry(_validity.Source):
+    """One input signature of one wrapped function.
+
+    The validity of its trace (current, re-stamped, pending, frozen, retired) is the state of its
+    root closure, kept and changed by `_validity` alone; `pending` and `validated_epoch` are
+    read-only views of it.
+    """
 
     __slots__ = ("owner", "trace_fn", "skeleton", "closure", "record", "nested", "lock",
-                 "pending", "validated_epoch", "tracing", "retraced_because", "previous",
-                 "__weakref__")
+                 "tracing", "retraced_because", "previous", "__weakref__")
 
     def __init__(self, owner: Wrapped, trace_fn: Callable[[], tuple], skeleton: tuple = ()):
         self.owner = owner
@@ -92,8 +96,6 @@ class _Entry:
         self.record: DependencyRecord | None = None
         self.nested: tuple[OpaqueClosure, ...] = ()
         self.lock = threading.RLock()
-        self.pending: tuple[int, list[Change]] | None = None  # (epoch, changes) when stale
-        self.validated_epoch = -1
         self.tracing = False
         # (epoch, changes) of the last re-trace caused by a change, for `jaxworld.explain`.
         self.retraced_because: tuple[int, list[Change]] | None = None
@@ -103,14 +105,24 @@ class _Entry:
         with _live_lock:
             _live[next(_entry_ids)] = weakref.ref(self)
 
+    @property
+    def pending(self) -> tuple[int, list[Change]] | None:
+        """``(epoch, changes)`` while the trace is stale (awaiting a re-trace), else None."""
+        return _validity.pending(self.closure)
+
+    @property
+    def validated_epoch(self) -> int:
+        return _validity.validated_epoch(self.closure)
+
     # -- the call path -----------------------------------------------------------------------
     def current(self) -> OpaqueClosure:
         closure = self.closure
-        if closure is not None and (closure._valid_through >= _epoch._epoch or closure._frozen):
+        if closure is not None and _validity.is_current(closure):
             return closure
         # A trace may follow: check that the world is consistent first (`_epoch.sync`), and keep
         # advance() from publishing a new world until it is done (issue #12).
-        with _epoch.tracing(sync_first=closure is None or self.pending is not None):
+        with _epoch.tracing(sync_first=closure is None
+                            or _validity.pending(closure) is not None):
             return self._current()
 
     def _current(self) -> OpaqueClosure:
@@ -125,12 +137,12 @@ class _Entry:
             closure = self.closure
             if closure is None:
                 return self._retrace(e)
-            if closure._valid_through >= e or closure._frozen:
+            if _validity.is_current(closure):
                 return closure
-            found_here = self.pending is None
+            found_here = _validity.pending(closure) is None
             changes = self._changes(e)
             if not changes:
-                closure._valid_through = e
+                _validity.restamp(closure, e)
                 _stats.count("restamps", self.owner)
                 return closure
             if found_here:
@@ -141,7 +153,7 @@ class _Entry:
             policy = effective_policy(self.owner._policy)
             what = describe_changes(changes)
             if policy == "frozen":
-                closure._frozen = True
+                _validity.freeze(closure)
                 return closure
             if policy == "error":
                 raise StaleClosureError(
@@ -161,8 +173,9 @@ class _Entry:
             return self._retrace(e)
 
     def _changes(self, e: int) -> list[Change]:
-        if self.pending is not None:
-            return self.pending[1]
+        pending = _validity.pending(self.closure)
+        if pending is not None:
+            return pending[1]
         _stats.count("validations", self.owner)
         changes = list(self.record.changes()) if self.record is not None else []
         for nested in self.nested:
@@ -185,9 +198,10 @@ class _Entry:
             closure = self.closure
             if closure is None or self.tracing:
                 return []
-            was_stale, was_frozen = self.pending is not None, closure._frozen
+            was_stale = _validity.pending(closure) is not None
+            was_frozen = _validity.is_frozen(closure)
             changes = self._validate(e, closure)
-            if changes and (not was_stale or (was_frozen and not closure._frozen)):
+            if changes and (not was_stale or (was_frozen and not _validity.is_frozen(closure))):
                 # Newly stale (or thawed): a `jax.jit` may hold the old closure.
                 _epoch.note_stale()
             return changes
@@ -195,23 +209,24 @@ class _Entry:
     def _validate(self, e: int, closure: OpaqueClosure) -> list[Change]:
         """`validate` minus the bookkeeping for `jax.jit` (called with the lock held)."""
         previous = self.previous
-        if previous is not None and previous._valid_through < e - 1:
+        if previous is not None and _validity.outlived(previous, e):
             self.previous = None  # an advance has completed since it was replaced
-        if closure._frozen and effective_policy(self.owner._policy) != "frozen":
+        if _validity.is_frozen(closure) and effective_policy(self.owner._policy) != "frozen":
             # Frozen under an earlier policy: this advance re-applies the policy in force.
-            closure._frozen = False
-            self.pending = None
-        if self.pending is not None:
-            return self.pending[1]  # already stale: re-traced on next use
-        if self.validated_epoch == e or closure._valid_through >= e:
+            _validity.thaw(closure, drop_pending=True)
+        pending = _validity.pending(closure)
+        if pending is not None:
+            return pending[1]  # already stale: re-traced on next use
+        if _validity.validated_epoch(closure) == e or _validity.valid_through(closure) >= e:
             return []
-        self.validated_epoch = e
-        closure._frozen = False  # 'frozen' lasts until the next advance re-applies the policy
+        _validity.mark_validated(closure, e)
+        # 'frozen' lasts until the next advance re-applies the policy
+        _validity.thaw(closure, drop_pending=False)
         changes = self._changes(e)
         if changes:
-            self.pending = (e, changes)
+            _validity.mark_pending(closure, e, changes)
         else:
-            closure._valid_through = e
+            _validity.restamp(closure, e)
             _stats.count("restamps", self.owner)
         return changes
 
@@ -240,8 +255,7 @@ class _Entry:
                                 name=self.owner.__qualname__)
         # Publish all at once: a KeyboardInterrupt above leaves the old state untouched.
         self.record, self.nested = record, _nested_roots(jaxpr)
-        self.pending = None
-        previous, self.closure = self.closure, closure
+        previous, self.closure = self.closure, closure  # the new root is current, not pending
         if previous is not None:
             retire(previous)
             self.previous = previous
@@ -250,16 +264,17 @@ class _Entry:
     def at(self, pin: _epoch.Pin, trace) -> OpaqueClosure:
         """The closure for a computation pinned to the world `pin.epoch` (`_epoch.pinned`)."""
         for closure in (self.closure, self.previous):
-            if closure is not None and _valid_at(closure, pin.epoch):
-                if (pin.epoch < _epoch.epoch() and not _valid_at(closure, _epoch.epoch())
+            if closure is not None and _validity.valid_at(closure, pin.epoch):
+                if (pin.epoch < _epoch.epoch() and not _validity.valid_at(closure, _epoch.epoch())
                         and _epoch.cached_by_jax_in_this_generation(trace)):
                     break  # an old world's closure must not land in a new generation's cache
                 return closure
         closure = self.current()
-        if _valid_at(closure, pin.epoch) or pin.move_to(_epoch.epoch(), _valid_at):
+        if _validity.valid_at(closure, pin.epoch) or pin.move_to(_epoch.epoch(),
+                                                                _validity.valid_at):
             return closure
         stale = ", ".join(sorted({c.name for c in pin.used.values()
-                                  if not _valid_at(c, _epoch.epoch())}))
+                                  if not _validity.valid_at(c, _epoch.epoch())}))
         raise WorldChangeError(
             f"jaxworld: {self.owner.__name__} was called inside a computation that runs in the "
             f"world of epoch {pin.epoch}, but the world advanced to epoch {_epoch.epoch()} while "
@@ -268,13 +283,6 @@ class _Entry:
             f"used are not valid in the new world: {stale}.\n"
             "Worlds are never mixed. Run the computation again: it will run wholly in the new "
             "world.")
-
-
-def _valid_at(closure: OpaqueClosure, e: int) -> bool:
-    """Whether root `closure` is the trace of world `e` (or frozen, valid in every world)."""
-    root = closure._root or closure
-    traced = root._traced_epoch
-    return root._frozen or (traced is not None and traced <= e <= root._valid_through)
 
 
 def _nested_roots(jaxpr: core.ClosedJaxpr | core.Jaxpr) -> tuple[OpaqueClosure, ...]:
@@ -327,8 +335,8 @@ def live_records_changed() -> bool:
         if entry is None:
             continue
         closure, record = entry.closure, entry.record
-        if (closure is None or record is None or entry.pending is not None or closure._frozen
-                or entry.tracing or not record.verifiable):
+        if (closure is None or record is None or _validity.pending(closure) is not None
+                or _validity.is_frozen(closure) or entry.tracing or not record.verifiable):
             continue
         if record.changes():
             return True
