@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import jax
 
 from . import _epoch, _stats, _validity
-from ._compat import core
+from ._compat import ClosedJaxpr, eval_jaxpr, typeof
 from ._errors import WorldChangeError
 from ._primitive import DERIVERS, bind, identifier
 
@@ -75,7 +75,7 @@ class OpaqueClosure:
     Attributes (read-only):
       origin: the Python callable the root of this closure was traced from.
       epoch: the latest epoch this closure's jaxpr is known to be valid for.
-      jaxpr: the `jax.extend.core.ClosedJaxpr`.
+      jaxpr: the `jax.extend.ClosedJaxpr`.
       in_avals / out_avals: tuples of abstract values of the flat inputs and outputs.
       derivation: ``None`` for a closure traced from `origin`, else a `Derivation`.
 
@@ -96,7 +96,7 @@ class OpaqueClosure:
         "_users", "_stats_owner", "__weakref__",
     )
 
-    def __init__(self, jaxpr: core.ClosedJaxpr, *, origin: Any = None,
+    def __init__(self, jaxpr: ClosedJaxpr, *, origin: Any = None,
                  derivation: Derivation | None = None, epoch: int | None = None,
                  entry: _validity.Source | None = None, in_tree=None, out_tree=None,
                  meta: Any = None,
@@ -143,7 +143,7 @@ class OpaqueClosure:
         return _validity.epoch_of(self)
 
     @property
-    def jaxpr(self) -> core.ClosedJaxpr:
+    def jaxpr(self) -> ClosedJaxpr:
         return self._jaxpr
 
     @property
@@ -201,7 +201,7 @@ class OpaqueClosure:
                 f"argument(s) {self.signature().split(' -> ')[0]}, got {len(leaves)}. Pass the "
                 "flat array arguments of the closure's signature.")
         for i, (x, aval) in enumerate(zip(leaves, self._jaxpr.in_avals, strict=True)):
-            got = core.typeof(x)
+            got = typeof(x)
             if got.shape != aval.shape or got.dtype != aval.dtype:
                 raise TypeError(
                     f"jaxworld.OpaqueClosure {self._name}: argument {i} must be "
@@ -225,7 +225,7 @@ class OpaqueClosure:
                     def evaluate(*args):
                         # Runs once per compilation (jit traces exactly when it compiles here).
                         _stats.count("compilations", owner)
-                        return core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *args)
+                        return eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *args)
 
                     evaluate.__name__ = identifier(self._name)
                     self._jitted = jax.jit(evaluate)

@@ -49,7 +49,7 @@ from collections.abc import Callable
 
 import jax
 
-from ._compat import is_eval_trace, pe
+from ._compat import is_eval_trace, is_staging_trace
 
 _lock = threading.RLock()  # held by advance() and by sync(): every world change goes through it
 _epoch = 0
@@ -299,7 +299,7 @@ def cached_by_jax_in_this_generation(trace) -> bool:
     seen = set()
     while trace is not None and trace is not root and id(trace) not in seen:
         seen.add(id(trace))
-        if isinstance(trace, pe.DynamicJaxprTrace):
+        if is_staging_trace(trace):
             return True
         trace = getattr(trace, "parent_trace", None)
     return False

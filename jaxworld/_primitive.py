@@ -37,12 +37,53 @@ from typing import TYPE_CHECKING, Any
 
 from jax import tree_util
 
-from ._compat import Zero, ad, batching, core, lu, mlir, pe, source_info_util
+from ._compat import (
+    ClosedJaxpr,
+    DropVar,
+    JaxprTracer,
+    JaxprTypeError,
+    PartialVal,
+    Primitive,
+    ValAccum,
+    Zero,
+    backward_pass,
+    batch_jaxpr,
+    closed_call_partial_eval_custom_rule,
+    closed_jaxpr_partial_eval_custom,
+    current_source_info,
+    custom_partial_eval_rules,
+    custom_typechecks,
+    dce_jaxpr,
+    dce_rules,
+    eqn_effects,
+    fancy_primitive_batchers,
+    fancy_transposes,
+    instantiate_zeros,
+    ir_consts,
+    jaxpr_subcomp,
+    jvp_jaxpr,
+    linearize_jaxpr,
+    moveaxis,
+    new_eqn_recipe,
+    new_jaxpr_eqn,
+    partial_eval_jaxpr_custom_rules,
+    partial_eval_jaxpr_nounits,
+    positional_effects,
+    primitive_jvps,
+    primitive_linearizations,
+    project_accums,
+    register_lowering,
+    trace_to_jaxpr_dynamic,
+    typecompat,
+    typeof,
+    unproject_accums,
+    wrap_init,
+)
 
 if TYPE_CHECKING:
     from ._closure import OpaqueClosure
 
-world_call_p = core.Primitive("world_call")
+world_call_p = Primitive("world_call")
 world_call_p.multiple_results = True
 
 
@@ -69,35 +110,35 @@ def _impl(*args, closure):
 
 
 def _abstract_eval(*in_avals, closure):
-    return list(closure.out_avals), core.positional_effects(closure.jaxpr)
+    return list(closure.out_avals), positional_effects(closure.jaxpr)
 
 
 def _typecheck(_ctx_factory, *in_atoms, closure):
     # `jax.core.check_jaxpr` (run under `jax_enable_checks`): the equation's inputs must be what
     # the closure's jaxpr takes. Like JAX's rule for `closed_call`, weak types aside.
     jaxpr = getattr(closure, "jaxpr", None)
-    if not isinstance(jaxpr, core.ClosedJaxpr):
-        raise core.JaxprTypeError(
+    if not isinstance(jaxpr, ClosedJaxpr):
+        raise JaxprTypeError(
             f"world_call: param 'closure' must be a jaxworld.OpaqueClosure holding a "
             f"ClosedJaxpr, got {type(closure).__name__}")
     in_avals = [x.aval for x in in_atoms]
     if len(in_avals) != len(jaxpr.in_avals):
-        raise core.JaxprTypeError(
+        raise JaxprTypeError(
             f"world_call of {closure.name}: the closure takes {len(jaxpr.in_avals)} inputs "
             f"{closure.signature().split(' -> ')[0]}, the equation passes {len(in_avals)}")
     for i, (want, got) in enumerate(zip(jaxpr.in_avals, in_avals, strict=True)):
-        if not core.typecompat(want, got):
-            raise core.JaxprTypeError(
+        if not typecompat(want, got):
+            raise JaxprTypeError(
                 f"world_call of {closure.name}: input {i} must be "
                 f"{want.str_short(short_dtypes=True)}, got {got.str_short(short_dtypes=True)}")
-    return list(jaxpr.out_avals), core.positional_effects(jaxpr)
+    return list(jaxpr.out_avals), positional_effects(jaxpr)
 
 
 # -- forward mode -------------------------------------------------------------------------------
 
 def _derive_jvp(jaxpr, nonzeros):
-    jvp_jaxpr, nonzeros_out = ad.jvp_jaxpr(jaxpr, list(nonzeros), instantiate=False)
-    return {None: jvp_jaxpr}, tuple(nonzeros_out)
+    derived, nonzeros_out = jvp_jaxpr(jaxpr, list(nonzeros), instantiate=False)
+    return {None: derived}, tuple(nonzeros_out)
 
 
 def _jvp(primals, tangents, *, closure):
@@ -116,7 +157,7 @@ def _jvp(primals, tangents, *, closure):
 # them. So reverse mode never recomputes the primal (compiled FLOPs equal plain JAX's).
 
 def _derive_linearize(jaxpr, nonzeros, is_vjp):
-    primal, num_res, nonzeros_out, in_fwd_res, tangent = ad.linearize_jaxpr(
+    primal, num_res, nonzeros_out, in_fwd_res, tangent = linearize_jaxpr(
         jaxpr, list(nonzeros), is_vjp=is_vjp)
     return ({"primal": primal, "tangent": tangent},
             (num_res, tuple(nonzeros_out), tuple(in_fwd_res)))
@@ -135,7 +176,7 @@ def _linearize(is_vjp, nonzeros, *primals_in, closure):
     tangent_avals_out = [a.to_tangent_aval() for a in closure.out_avals]
 
     def tangent_fun(residuals, *tangents):
-        nonzero_tangents = [ad.instantiate_zeros(t)
+        nonzero_tangents = [instantiate_zeros(t)
                             for nz, t in zip(nonzeros, tangents, strict=False) if nz]
         outs = iter(bind(tangent_closure, *residuals, *nonzero_tangents))
         return [next(outs) if nz else Zero(aval)
@@ -151,40 +192,40 @@ def _derive_transpose(jaxpr, in_tree, in_avals, specs):
 
     def transposed(*flat):
         primals_and_refs, cotangents = tree_util.tree_unflatten(in_tree, flat)
-        args = ad.unproject_accums(specs, primals_and_refs)
-        ad.backward_pass3(jaxpr.jaxpr, False, jaxpr.consts, args, cotangents)
-        cts_out = [x.freeze() if isinstance(x, ad.ValAccum) else None for x in args]
+        args = unproject_accums(specs, primals_and_refs)
+        backward_pass(jaxpr.jaxpr, False, jaxpr.consts, args, cotangents)
+        cts_out = [x.freeze() if isinstance(x, ValAccum) else None for x in args]
         flat_out, out_tree = tree_util.tree_flatten(cts_out)
         out_trees.append(out_tree)
         return flat_out
 
     debug = jaxpr.jaxpr.debug_info.with_unknown_names()
-    trans_jaxpr, _, consts = pe.trace_to_jaxpr_dynamic(
-        lu.wrap_init(transposed, debug_info=debug), list(in_avals))
-    return {None: core.ClosedJaxpr(trans_jaxpr, consts)}, out_trees[0]
+    trans_jaxpr, _, consts = trace_to_jaxpr_dynamic(
+        wrap_init(transposed, debug_info=debug), list(in_avals))
+    return {None: ClosedJaxpr(trans_jaxpr, consts)}, out_trees[0]
 
 
 def _transpose(cotangents, *args, closure):
-    primals_and_refs, specs = ad.project_accums(args)
+    primals_and_refs, specs = project_accums(args)
     flat, in_tree = tree_util.tree_flatten((primals_and_refs, cotangents))
-    in_avals = tuple(core.typeof(x) for x in flat)
+    in_avals = tuple(typeof(x) for x in flat)
     derived = closure.derive("transpose", (in_tree, in_avals, specs))
     cts_out = bind(derived.closures[None], *flat)
     for x, ct in zip(args, tree_util.tree_unflatten(derived.meta, cts_out), strict=False):
-        if isinstance(x, ad.ValAccum):
+        if isinstance(x, ValAccum):
             x.accum(ct)
 
 
 # -- vmap ---------------------------------------------------------------------------------------
 
 def _derive_vmap(jaxpr, axis_data, batched):
-    batched_jaxpr, out_batched = batching.batch_jaxpr(jaxpr, axis_data, list(batched), False)
+    batched_jaxpr, out_batched = batch_jaxpr(jaxpr, axis_data, list(batched), False)
     return {None: batched_jaxpr}, tuple(out_batched)
 
 
 def _batch(axis_data, args, dims, *, closure):
     batched = tuple(d is not None for d in dims)
-    args = [batching.moveaxis(x, d, 0) if d is not None and d != 0 else x
+    args = [moveaxis(x, d, 0) if d is not None and d != 0 else x
             for x, d in zip(args, dims, strict=False)]
     derived = closure.derive("vmap", (axis_data, batched))
     outs = bind(derived.closures[None], *args)
@@ -195,8 +236,8 @@ def _batch(axis_data, args, dims, *, closure):
 # -- dead-code elimination ----------------------------------------------------------------------
 
 def _derive_dce(jaxpr, used_outputs):
-    dced, used_inputs = pe.dce_jaxpr(jaxpr.jaxpr, list(used_outputs))
-    return {None: core.ClosedJaxpr(dced, jaxpr.consts)}, tuple(used_inputs)
+    dced, used_inputs = dce_jaxpr(jaxpr.jaxpr, list(used_outputs))
+    return {None: ClosedJaxpr(dced, jaxpr.consts)}, tuple(used_inputs)
 
 
 def _dce(used_outputs, eqn):
@@ -212,11 +253,11 @@ def _dce(used_outputs, eqn):
     outvars = [v for v, used in zip(eqn.outvars, used_outputs, strict=True) if used]
     # Postconditions: the pruned closure takes exactly the used inputs and gives the used outputs.
     assert len(used_inputs) == len(eqn.invars)
-    assert all(core.typecompat(a, v.aval)
+    assert all(typecompat(a, v.aval)
                for a, v in zip(new_closure.in_avals, invars, strict=True))
     assert len(outvars) == len(new_closure.out_avals)
-    new_eqn = core.new_jaxpr_eqn(invars, outvars, world_call_p, {"closure": new_closure},
-                                 core.eqn_effects(new_closure.jaxpr, invars),
+    new_eqn = new_jaxpr_eqn(invars, outvars, world_call_p, {"closure": new_closure},
+                                 eqn_effects(new_closure.jaxpr, invars),
                                  eqn.source_info, eqn.ctx)
     return used_inputs, new_eqn
 
@@ -224,7 +265,7 @@ def _dce(used_outputs, eqn):
 # -- partial evaluation (inside scan / cond / while bodies, `jax.linearize` fallbacks) -----------
 
 def _derive_partial_eval(jaxpr, unknowns):
-    known, unknown, out_unknowns, residual_avals = pe.partial_eval_jaxpr_nounits(
+    known, unknown, out_unknowns, residual_avals = partial_eval_jaxpr_nounits(
         jaxpr, list(unknowns), instantiate=False)
     return {"known": known, "unknown": unknown}, (tuple(out_unknowns), len(residual_avals))
 
@@ -249,12 +290,12 @@ def _partial_eval(trace, *tracers, closure):
     unknown_in = [*residual_tracers, *[t for t in tracers if not t.pval.is_known()]]
     assert len(unknown_in) == len(unknown_closure.in_avals)
     assert len(unknown_closure.out_avals) == out_unknowns.count(True)
-    unknown_out = [pe.JaxprTracer(trace, pe.PartialVal.unknown(aval), None)
+    unknown_out = [JaxprTracer(trace, PartialVal.unknown(aval), None)
                    for aval in unknown_closure.out_avals]
-    recipe = pe.new_eqn_recipe(trace, unknown_in, unknown_out, world_call_p,
+    recipe = new_eqn_recipe(trace, unknown_in, unknown_out, world_call_p,
                                {"closure": unknown_closure},
-                               core.positional_effects(unknown_closure.jaxpr),
-                               source_info_util.current())
+                               positional_effects(unknown_closure.jaxpr),
+                               current_source_info())
     for t in unknown_out:
         t.recipe = recipe
     known_iter, unknown_iter = iter(known_out_vals), iter(unknown_out)
@@ -263,7 +304,7 @@ def _partial_eval(trace, *tracers, closure):
 
 def _derive_partial_eval_custom(jaxpr, unks_in, inst_in, disallowed_out_fwds, saveable):
     (known, staged, unks_out, inst_out, num_res_ref, num_res_val, in_fwd, out_fwd) = \
-        pe._closed_jaxpr_partial_eval_custom_cached(
+        closed_jaxpr_partial_eval_custom(
             jaxpr, unks_in, inst_in, (False,) * len(unks_in), disallowed_out_fwds, saveable)
     meta = (tuple(unks_out), tuple(inst_out), num_res_ref, num_res_val, tuple(in_fwd),
             tuple(out_fwd))
@@ -274,7 +315,7 @@ def _partial_eval_custom(saveable, unks_in, inst_in, eqn):
     # JAX's generic rule for closed-call-like primitives does the equation surgery; it expects the
     # jaxpr under a param name, so hand it the closure's jaxpr and swap derived closures back in.
     closure = eqn.params["closure"]
-    disallowed_out_fwds = tuple(isinstance(v, core.DropVar) for v in eqn.outvars)
+    disallowed_out_fwds = tuple(isinstance(v, DropVar) for v in eqn.outvars)
     derived = closure.derive(
         "partial_eval_custom", (tuple(unks_in), tuple(inst_in), disallowed_out_fwds, saveable))
 
@@ -285,7 +326,7 @@ def _partial_eval_custom(saveable, unks_in, inst_in, eqn):
         return {"closure": derived.closures["known"]}, {"closure": derived.closures["staged"]}
 
     as_call = eqn.replace(params={"jaxpr": closure.jaxpr})
-    eqn_known, eqn_staged, unks_out, inst_out, residuals = pe.closed_call_partial_eval_custom_rule(
+    eqn_known, eqn_staged, unks_out, inst_out, residuals = closed_call_partial_eval_custom_rule(
         "jaxpr", params_updater, saveable, unks_in, inst_in, as_call)
     # Postconditions: each new equation binds a derived closure of the matching arity, and JAX's
     # split is the one the derivation cached (its flags for the outputs).
@@ -305,8 +346,8 @@ def _partial_eval_custom(saveable, unks_in, inst_in, eqn):
 
 def _lowering(ctx, *args, closure):
     jaxpr = closure.jaxpr
-    consts = mlir.ir_consts(jaxpr.consts, [v.aval for v in jaxpr.jaxpr.constvars])
-    outs, tokens = mlir.jaxpr_subcomp(
+    consts = ir_consts(jaxpr.consts, [v.aval for v in jaxpr.jaxpr.constvars])
+    outs, tokens = jaxpr_subcomp(
         ctx.module_context, jaxpr.jaxpr, ctx.name_stack.extend(identifier(closure.name)),
         ctx.tokens_in, consts, *args, dim_var_values=ctx.dim_var_values,
         const_lowering=ctx.const_lowering, outer_traceback=ctx.traceback)
@@ -316,7 +357,7 @@ def _lowering(ctx, *args, closure):
 
 # -- registration: every table, in one place ----------------------------------------------------
 
-DERIVERS: dict[str, Callable[..., tuple[dict[str | None, core.ClosedJaxpr], Any]]] = {
+DERIVERS: dict[str, Callable[..., tuple[dict[str | None, ClosedJaxpr], Any]]] = {
     "jvp": _derive_jvp,
     "linearize": _derive_linearize,
     "transpose": _derive_transpose,
@@ -328,12 +369,12 @@ DERIVERS: dict[str, Callable[..., tuple[dict[str | None, core.ClosedJaxpr], Any]
 
 world_call_p.def_impl(_impl)
 world_call_p.def_effectful_abstract_eval(_abstract_eval)
-core.custom_typechecks[world_call_p] = _typecheck
-ad.primitive_jvps[world_call_p] = _jvp
-ad.primitive_linearizations[world_call_p] = _linearize
-ad.fancy_transposes[world_call_p] = _transpose
-batching.fancy_primitive_batchers[world_call_p] = _batch
-pe.dce_rules[world_call_p] = _dce
-pe.custom_partial_eval_rules[world_call_p] = _partial_eval
-pe.partial_eval_jaxpr_custom_rules[world_call_p] = _partial_eval_custom
-mlir.register_lowering(world_call_p, _lowering)
+custom_typechecks[world_call_p] = _typecheck
+primitive_jvps[world_call_p] = _jvp
+primitive_linearizations[world_call_p] = _linearize
+fancy_transposes[world_call_p] = _transpose
+fancy_primitive_batchers[world_call_p] = _batch
+dce_rules[world_call_p] = _dce
+custom_partial_eval_rules[world_call_p] = _partial_eval
+partial_eval_jaxpr_custom_rules[world_call_p] = _partial_eval_custom
+register_lowering(world_call_p, _lowering)

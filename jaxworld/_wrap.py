@@ -33,15 +33,21 @@ from jax import tree_util
 from . import _epoch, _stats, _validity
 from ._closure import OpaqueClosure, retire, world_change_error
 from ._compat import (
-    api_util,
-    core,
+    ClosedJaxpr,
+    Jaxpr,
+    Tracer,
+    convert_constvars_jaxpr,
     current_trace,
+    debug_info,
     enclosing_traces,
+    eval_jaxpr,
+    infer_argnums_and_argnames,
     is_eval_trace,
     jax_trace_config_values,
-    lu,
+    jaxprs_in_params,
     out_of_key_config,
-    pe,
+    trace_to_jaxpr_dynamic,
+    wrap_init,
 )
 from ._deps import Change, DependencyRecord
 from ._errors import StaleClosureError, StaleClosureWarning, WorldChangeError, user_stacklevel
@@ -285,17 +291,17 @@ class _Entry(_validity.Source):
             "world.")
 
 
-def _nested_roots(jaxpr: core.ClosedJaxpr | core.Jaxpr) -> tuple[OpaqueClosure, ...]:
+def _nested_roots(jaxpr: ClosedJaxpr | Jaxpr) -> tuple[OpaqueClosure, ...]:
     """Root closures of wrapped helpers called (at any depth) by `jaxpr`."""
     found: dict[int, OpaqueClosure] = {}
 
-    def visit(j: core.Jaxpr):
+    def visit(j: Jaxpr):
         for eqn in j.eqns:
             if eqn.primitive is world_call_p:
                 closure = eqn.params["closure"]
                 root = closure._root or closure
                 found.setdefault(id(root), root)
-            for sub in core.jaxprs_in_params(eqn.params):
+            for sub in jaxprs_in_params(eqn.params):
                 visit(sub)
 
     visit(getattr(jaxpr, "jaxpr", jaxpr))
@@ -373,7 +379,7 @@ class Wrapped:
             signature = None
         if signature is not None:
             _check_static_argnums(signature, static_argnums, self.__name__)
-            static_argnums, static_argnames = api_util.infer_argnums_and_argnames(
+            static_argnums, static_argnames = infer_argnums_and_argnames(
                 signature, static_argnums, static_argnames)
         self._static_argnums = tuple(sorted(set(static_argnums)))
         self._static_argnames = frozenset(static_argnames)
@@ -501,7 +507,7 @@ class Wrapped:
         entry, leaves = self._lookup(args, kwargs)
         closure = entry.current()
         jaxpr = closure.jaxpr
-        outs = core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
+        outs = eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
         return tree_util.tree_unflatten(closure._out_tree, outs)
 
     def _call(self, args, kwargs):
@@ -520,7 +526,7 @@ class Wrapped:
             # `fun` closes over tracers of an enclosing transformation: the trace belongs to this
             # call alone. Pass the captured tracers as leading inputs and cache nothing.
             closure = OpaqueClosure(
-                core.ClosedJaxpr(pe.convert_constvars_jaxpr(closed.jaxpr), ()),
+                ClosedJaxpr(convert_constvars_jaxpr(closed.jaxpr), ()),
                 origin=self.__wrapped__, in_tree=closed.in_tree, out_tree=closed.out_tree,
                 name=self.__qualname__, ephemeral=True)
             _stats.count("traces", self)
@@ -553,25 +559,25 @@ class Wrapped:
             return out_flat
 
         try:
-            debug = api_util.debug_info("jaxworld.wrap", fun, args, kwargs,
+            debug = debug_info("jaxworld.wrap", fun, args, kwargs,
                                         static_argnums=self._static_argnums,
                                         static_argnames=tuple(self._static_argnames))
             if len(debug.arg_names or ()) != len(avals):
                 raise ValueError
         except Exception:  # exotic signatures: fall back to positional names
-            debug = api_util.debug_info("jaxworld.wrap", flat_fun, avals, {})
-        jaxpr, _, consts = pe.trace_to_jaxpr_dynamic(lu.wrap_init(flat_fun, debug_info=debug),
+            debug = debug_info("jaxworld.wrap", flat_fun, avals, {})
+        jaxpr, _, consts = trace_to_jaxpr_dynamic(wrap_init(flat_fun, debug_info=debug),
                                                      list(avals))
-        if any(isinstance(c, core.Tracer) for c in consts):
+        if any(isinstance(c, Tracer) for c in consts):
             raise _ClosedOverTracers(jaxpr, consts, in_tree, out_trees[0])
         # JAX keeps a NumPy global the function read as a *view* of the user's array: mutating it
         # in place would leak into this (old world's) trace the next time it is lowered. Snapshot
         # it; the dependency record sees the mutation at the next advance (issue #7 fuzzing).
         consts = [c.copy() if isinstance(c, np.ndarray) else c for c in consts]
-        return _snapshot_constants(core.ClosedJaxpr(jaxpr, consts)), in_tree, out_trees[0]
+        return _snapshot_constants(ClosedJaxpr(jaxpr, consts)), in_tree, out_trees[0]
 
 
-def _snapshot_constants(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
+def _snapshot_constants(closed: ClosedJaxpr) -> ClosedJaxpr:
     """`closed` with every NumPy constant of its sub-jaxprs copied (issue #11).
 
     A `jax.jit` helper's jaxpr keeps a NumPy global it read as a view, like the top level does:
@@ -582,10 +588,10 @@ def _snapshot_constants(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
     for eqn in closed.jaxpr.eqns:
         params = {}
         for name, value in eqn.params.items():
-            if isinstance(value, core.ClosedJaxpr):
+            if isinstance(value, ClosedJaxpr):
                 new = _snapshot_closed(value)
             elif isinstance(value, tuple) and value and all(
-                    isinstance(v, core.ClosedJaxpr) for v in value):
+                    isinstance(v, ClosedJaxpr) for v in value):
                 new = tuple(_snapshot_closed(v) for v in value)
             else:
                 continue
@@ -597,14 +603,14 @@ def _snapshot_constants(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
         new_eqns.append(eqn)
     if not changed:
         return closed
-    return core.ClosedJaxpr(closed.jaxpr.replace(eqns=new_eqns), closed.consts)
+    return ClosedJaxpr(closed.jaxpr.replace(eqns=new_eqns), closed.consts)
 
 
-def _snapshot_closed(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
+def _snapshot_closed(closed: ClosedJaxpr) -> ClosedJaxpr:
     inner = _snapshot_constants(closed)
     if not any(isinstance(c, np.ndarray) for c in inner.consts):
         return inner
-    return core.ClosedJaxpr(inner.jaxpr, [c.copy() if isinstance(c, np.ndarray) else c
+    return ClosedJaxpr(inner.jaxpr, [c.copy() if isinstance(c, np.ndarray) else c
                                           for c in inner.consts])
 
 

@@ -18,7 +18,22 @@ import pytest
 
 import jaxworld
 from jaxworld import _primitive
-from jaxworld._compat import ad, batching, core, mlir, pe
+from jaxworld._compat import (
+    JaxprTypeError,
+    check_jaxpr,
+    custom_partial_eval_rules,
+    custom_typechecks,
+    dce_jaxpr,
+    dce_rules,
+    eval_jaxpr,
+    fancy_primitive_batchers,
+    fancy_transposes,
+    lowering_rules,
+    partial_eval_jaxpr_custom_rules,
+    partial_eval_jaxpr_nounits,
+    primitive_jvps,
+    primitive_linearizations,
+)
 from jaxworld._primitive import world_call_p
 
 X = jnp.array([0.3, -1.2, 2.0])
@@ -51,19 +66,19 @@ def calls(monkeypatch):
         return wrapper
 
     tables = {
-        "jvp": ad.primitive_jvps, "linearize": ad.primitive_linearizations,
-        "transpose": ad.fancy_transposes, "vmap": batching.fancy_primitive_batchers,
-        "dce": pe.dce_rules, "partial_eval": pe.custom_partial_eval_rules,
-        "partial_eval_custom": pe.partial_eval_jaxpr_custom_rules,
-        "typecheck": core.custom_typechecks,
+        "jvp": primitive_jvps, "linearize": primitive_linearizations,
+        "transpose": fancy_transposes, "vmap": fancy_primitive_batchers,
+        "dce": dce_rules, "partial_eval": custom_partial_eval_rules,
+        "partial_eval_custom": partial_eval_jaxpr_custom_rules,
+        "typecheck": custom_typechecks,
     }
     for name, table in tables.items():
         monkeypatch.setitem(table, world_call_p, counting(name, table[world_call_p]))
     monkeypatch.setattr(world_call_p, "impl", counting("impl", world_call_p.impl))
     monkeypatch.setattr(world_call_p, "abstract_eval",
                         counting("abstract_eval", world_call_p.abstract_eval))
-    entry = mlir._lowerings[world_call_p]
-    monkeypatch.setitem(mlir._lowerings, world_call_p,
+    entry = lowering_rules[world_call_p]
+    monkeypatch.setitem(lowering_rules, world_call_p,
                         type(entry)(counting("lowering", entry.rule), entry.inline))
     for name, deriver in list(_primitive.DERIVERS.items()):
         monkeypatch.setitem(_primitive.DERIVERS, name, counting(f"derive:{name}", deriver))
@@ -76,9 +91,9 @@ def closures_in(jaxpr) -> list:
 
 def test_every_table_is_filled_by_the_registration_block():
     assert world_call_p.multiple_results
-    for table in (ad.primitive_jvps, ad.primitive_linearizations, ad.fancy_transposes,
-                  batching.fancy_primitive_batchers, pe.dce_rules, pe.custom_partial_eval_rules,
-                  pe.partial_eval_jaxpr_custom_rules, core.custom_typechecks, mlir._lowerings):
+    for table in (primitive_jvps, primitive_linearizations, fancy_transposes,
+                  fancy_primitive_batchers, dce_rules, custom_partial_eval_rules,
+                  partial_eval_jaxpr_custom_rules, custom_typechecks, lowering_rules):
         assert world_call_p in table
     assert set(_primitive.DERIVERS) == {"jvp", "linearize", "transpose", "vmap", "dce",
                                         "partial_eval", "partial_eval_custom"}
@@ -137,34 +152,34 @@ def test_dce_prunes_unused_outputs_and_inputs(calls):
     f, plain = fresh()
     g = jaxworld.wrap(lambda x, y: (jnp.sin(x), jnp.cos(y)))
     jaxpr = jax.make_jaxpr(lambda x, y: g(x, y)[0])(X, Y)
-    dced, used_inputs = pe.dce_jaxpr(jaxpr.jaxpr, [True])
+    dced, used_inputs = dce_jaxpr(jaxpr.jaxpr, [True])
     assert calls["dce"] == 1 and calls["derive:dce"] == 1
     assert used_inputs == [True, False]
     (closure,) = closures_in(dced)
     assert closure.derivation.transformation == "dce"
     assert len(closure.in_avals) == 1 and len(closure.out_avals) == 1
-    close(core.eval_jaxpr(dced, jaxpr.consts, X), jnp.sin(X))
+    close(eval_jaxpr(dced, jaxpr.consts, X), jnp.sin(X))
     # Nothing used and no effects: the equation is dropped without a derivation.
-    empty, used = pe.dce_jaxpr(jaxpr.jaxpr, [False])
+    empty, used = dce_jaxpr(jaxpr.jaxpr, [False])
     assert not closures_in(empty) and used == [False, False]
     # Everything used: the equation is kept as it is.
     full_jaxpr = jax.make_jaxpr(f)(X, Y)
-    kept, used = pe.dce_jaxpr(full_jaxpr.jaxpr, [True, True])
+    kept, used = dce_jaxpr(full_jaxpr.jaxpr, [True, True])
     assert closures_in(kept) == closures_in(full_jaxpr.jaxpr) and used == [True, True]
-    close(core.eval_jaxpr(kept, full_jaxpr.consts, X, Y), jax.jit(plain)(X, Y))
+    close(eval_jaxpr(kept, full_jaxpr.consts, X, Y), jax.jit(plain)(X, Y))
 
 
 def test_partial_eval_splits_known_and_unknown(calls):
     f, plain = fresh()
     jaxpr = jax.make_jaxpr(f)(X, Y)
-    known, unknown, out_unknowns, res_avals = pe.partial_eval_jaxpr_nounits(
+    known, unknown, out_unknowns, res_avals = partial_eval_jaxpr_nounits(
         jaxpr, [False, True], instantiate=False)
     assert calls["partial_eval"] >= 1 and calls["derive:partial_eval"] == 1
     assert out_unknowns == [True, True]
     parts = {c.derivation.part for c in closures_in(known.jaxpr) + closures_in(unknown.jaxpr)}
     assert parts <= {"known", "unknown"} and "unknown" in parts
-    residuals = core.eval_jaxpr(known.jaxpr, known.consts, X)
-    got = core.eval_jaxpr(unknown.jaxpr, unknown.consts, *residuals, Y)
+    residuals = eval_jaxpr(known.jaxpr, known.consts, X)
+    got = eval_jaxpr(unknown.jaxpr, unknown.consts, *residuals, Y)
     close(got, jax.jit(lambda x, y: plain(x, y))(X, Y))
 
 
@@ -194,7 +209,7 @@ def test_lowering_inlines_the_closure(calls):
 def test_typecheck_accepts_jaxworld_jaxprs_and_rejects_a_wrong_input(calls):
     f, _ = fresh()
     jaxpr = jax.make_jaxpr(jax.grad(lambda x, y: jnp.sum(f(x, y)[0])))(X, Y)
-    core.check_jaxpr(jaxpr.jaxpr)
+    check_jaxpr(jaxpr.jaxpr)
     assert calls["typecheck"] >= 2  # the primal world_call and the transposed one, at least
     # An equation whose inputs do not match its closure's signature is a type error.
     g = jaxworld.wrap(lambda x: jnp.sin(x))
@@ -202,8 +217,8 @@ def test_typecheck_accepts_jaxworld_jaxprs_and_rejects_a_wrong_input(calls):
     eqn = small.jaxpr.eqns[0]
     other = closures_in(jax.make_jaxpr(g)(jnp.ones(3)).jaxpr)[0]
     bad = small.jaxpr.replace(eqns=[eqn.replace(params={"closure": other})])
-    with pytest.raises(core.JaxprTypeError, match=r"input 0 must be f32\[3\], got f32\[2\]"):
-        core.check_jaxpr(bad)
+    with pytest.raises(JaxprTypeError, match=r"input 0 must be f32\[3\], got f32\[2\]"):
+        check_jaxpr(bad)
 
 
 def test_checks_mode_runs_the_typecheck(calls):
