@@ -30,9 +30,10 @@ one world (`_epoch.pinned`). Nothing here re-traces: a root's way back to its or
 `Source` (a wrapped function's cache entry, `_wrap._Entry`, which implements `Source.current`),
 and a derived closure's is its `Derivation`, both followed by `_closure.current`.
 
-Import graph (bottom first, no cycle; tests/test_imports.py): `_compat`, `_errors`, `_stats` ->
-`_epoch` -> `_validity` -> `_primitive` (`world_call_p`, `bind`, every rule and deriver) ->
-`_closure` (`OpaqueClosure`, `derive`, `current`) -> `_wrap` -> `_operators`, `_explain`.
+Import layers, bottom first (no cycle, lazy imports included: tests/test_imports.py): `_compat`
+(JAX), `_stats`, `_errors`; `_epoch`; `_validity` (this module) and `_primitive` (`world_call_p`,
+`bind`, every rule and deriver), neither importing the other; `_closure` (`OpaqueClosure`,
+`derive`, `current`); `_wrap`; `_operators`, `_explain`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ def is_current(closure: OpaqueClosure) -> bool:
     """Whether `closure` (root or derived) is valid in the current world."""
     state = closure._validity
     return state.through >= _epoch._epoch or state.frozen
+
+
+def is_current_at(closure: OpaqueClosure, e: int) -> bool:
+    """`is_current` for an epoch `e` read earlier (under the caller's lock)."""
+    state = closure._validity
+    return state.through >= e or state.frozen
 
 
 def valid_at(closure: OpaqueClosure, e: int) -> bool:

@@ -143,7 +143,7 @@ class _Entry(_validity.Source):
             closure = self.closure
             if closure is None:
                 return self._retrace(e)
-            if _validity.is_current(closure):
+            if _validity.is_current_at(closure, e):
                 return closure
             found_here = _validity.pending(closure) is None
             changes = self._changes(e)
