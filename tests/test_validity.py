@@ -106,3 +106,38 @@ def test_the_state_is_read_only_outside_validity():
     for name in ("pending", "validated_epoch"):
         with pytest.raises(AttributeError):
             setattr(entry, name, None)
+
+
+def test_advance_survives_jax_clear_caches_racing_another_thread(monkeypatch):
+    # `jax.clear_caches()` iterates JAX's cache registry without a lock: a cache created by
+    # another thread meanwhile makes it raise (found by the stress run of test_concurrency.py,
+    # out of `advance()`). Releasing is about memory only: `advance()` must still succeed.
+    from jaxworld import _epoch
+
+    real = jax.clear_caches
+    failures = {"left": 1}
+
+    def racing():
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("dictionary changed size during iteration")
+        real()
+
+    monkeypatch.setattr(jax, "clear_caches", racing)
+    ns, f = world("jnp.sin(x)")
+    f(X)
+    monkeypatch.setattr(_epoch, "_dead_generations", _epoch.RELEASE_EVERY - 1)
+    define(ns, "jnp.tanh(x)")
+    before = jaxworld.epoch()
+    assert jaxworld.advance() == before + 1  # a relevant advance that releases: no exception
+    assert failures["left"] == 0 and _epoch._dead_generations == 0  # retried, then released
+    np.testing.assert_allclose(f(X), fresh_value("jnp.tanh(x)", X), rtol=1e-6)
+
+    # A registry that keeps changing: the release is left for the next relevant advance.
+    monkeypatch.setattr(jax, "clear_caches", lambda: (_ for _ in ()).throw(
+        RuntimeError("dictionary changed size during iteration")))
+    assert _epoch.release_caches() is False
+    monkeypatch.setattr(jax, "clear_caches", lambda: (_ for _ in ()).throw(
+        RuntimeError("something else")))
+    with pytest.raises(RuntimeError, match="something else"):
+        _epoch.release_caches()
