@@ -313,7 +313,7 @@ def release_caches() -> bool:
 
     Returns whether it did. `jax.clear_caches()` iterates JAX's registry of caches (a
     `WeakKeyDictionary`) without a lock, so a cache that another thread's trace creates meanwhile
-    makes it raise ``RuntimeError: dictionary changed size during iteration`` (seen once in 60
+    makes it raise ``RuntimeError: dictionary changed size during iteration`` (seen once in 58
     stress runs of tests/test_concurrency.py, raised out of `advance()` after the new world was
     published). Releasing is only about memory: it is tried again, and if JAX's registry keeps
     changing, left for the next relevant advance (the dead generations stay counted).
