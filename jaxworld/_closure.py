@@ -8,12 +8,16 @@ the world advances and the root is re-traced from its origin, every derived clos
 again from the fresh root instead of differentiating a stale jaxpr.
 
 Derivations are cached on their parent, keyed by transformation and parameters, so the second
-`jax.hessian` of the same wrapped function derives nothing new.
+`jax.hessian` of the same wrapped function derives nothing new. The derivers themselves live in
+`_primitive.py`, beside the rules that use them (`_primitive.DERIVERS`).
+
+Whether a closure is current, and every change of that state, is `_validity`'s: a root owns a
+`_validity.State` that its derived closures share; `current` below follows the way back (the
+root's `_validity.Source`, or the `Derivation`) when it is not.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -21,9 +25,11 @@ from typing import Any, NamedTuple
 
 import jax
 
-from . import _epoch, _stats
-from ._compat import core
+from . import _epoch, _stats, _validity
+from ._compat import ClosedJaxpr, eval_jaxpr, typeof
 from ._errors import WorldChangeError
+from ._primitive import DERIVERS, bind, identifier
+from ._text import short_aval
 
 
 class Derivation(NamedTuple):
@@ -56,17 +62,6 @@ class Derived(NamedTuple):
     meta: Any
 
 
-# transformation name -> function(parent ClosedJaxpr, *params) -> (dict part -> ClosedJaxpr, meta).
-# Filled in by `_primitive.py`, next to the rules that use them.
-DERIVERS: dict[str, Callable[..., tuple[dict[str | None, core.ClosedJaxpr], Any]]] = {}
-
-_NEVER_STALE = sys.maxsize
-
-
-def _short_aval(aval) -> str:
-    return aval.str_short(short_dtypes=True) if hasattr(aval, "str_short") else str(aval)
-
-
 class OpaqueClosure:
     """A traced jaxpr plus a back reference to its origin and the epoch it is valid for.
 
@@ -77,7 +72,7 @@ class OpaqueClosure:
     Attributes (read-only):
       origin: the Python callable the root of this closure was traced from.
       epoch: the latest epoch this closure's jaxpr is known to be valid for.
-      jaxpr: the `jax.extend.core.ClosedJaxpr`.
+      jaxpr: the `jax.extend.ClosedJaxpr`.
       in_avals / out_avals: tuples of abstract values of the flat inputs and outputs.
       derivation: ``None`` for a closure traced from `origin`, else a `Derivation`.
 
@@ -93,14 +88,15 @@ class OpaqueClosure:
     """
 
     __slots__ = (
-        "_jaxpr", "_origin", "_derivation", "_valid_through", "_root", "_entry", "_name",
+        "_jaxpr", "_origin", "_derivation", "_validity", "_root", "_entry", "_name",
         "_in_tree", "_out_tree", "_derived", "_lock", "_jitted", "_successor", "_meta",
-        "_users", "_frozen", "_stats_owner", "_traced_epoch", "__weakref__",
+        "_users", "_stats_owner", "__weakref__",
     )
 
-    def __init__(self, jaxpr: core.ClosedJaxpr, *, origin: Any = None,
+    def __init__(self, jaxpr: ClosedJaxpr, *, origin: Any = None,
                  derivation: Derivation | None = None, epoch: int | None = None,
-                 entry: Any = None, in_tree=None, out_tree=None, meta: Any = None,
+                 entry: _validity.Source | None = None, in_tree=None, out_tree=None,
+                 meta: Any = None,
                  name: str | None = None, ephemeral: bool = False):
         self._jaxpr = jaxpr
         self._derivation = derivation
@@ -109,15 +105,12 @@ class OpaqueClosure:
         self._jitted = None
         self._successor: OpaqueClosure | None = None
         self._meta = meta
-        self._frozen = False
         if derivation is None:
             self._origin = origin
             # `None` rather than `self`: a self-reference would make every root a reference cycle
             # that only the cyclic GC frees (see `retire`).
             self._root = None
-            self._valid_through = _NEVER_STALE if ephemeral else (
-                _epoch.epoch() if epoch is None else epoch)
-            self._traced_epoch = None if ephemeral else self._valid_through  # for explain()
+            self._validity = _validity.State(epoch, ephemeral)
             self._entry = entry
             self._in_tree = in_tree
             self._out_tree = out_tree
@@ -128,8 +121,7 @@ class OpaqueClosure:
             parent = derivation.parent
             self._origin = None
             self._root = parent._root or parent
-            self._valid_through = None
-            self._traced_epoch = None
+            self._validity = parent._validity  # current exactly when its root is
             self._entry = None
             self._in_tree = None
             self._out_tree = None
@@ -145,11 +137,10 @@ class OpaqueClosure:
 
     @property
     def epoch(self) -> int:
-        root = self._root or self
-        return _epoch.epoch() if root._valid_through == _NEVER_STALE else root._valid_through
+        return _validity.epoch_of(self)
 
     @property
-    def jaxpr(self) -> core.ClosedJaxpr:
+    def jaxpr(self) -> ClosedJaxpr:
         return self._jaxpr
 
     @property
@@ -172,12 +163,24 @@ class OpaqueClosure:
     @property
     def is_current(self) -> bool:
         """Whether this closure is valid in the current world (no re-trace or re-derivation due)."""
-        root = self._root or self
-        return root._valid_through >= _epoch._epoch or root._frozen
+        return _validity.is_current(self)
+
+    # Read-only views of the validity state (`_validity` writes it), for `jaxworld.explain`.
+    @property
+    def _valid_through(self) -> int:
+        return _validity.valid_through(self)
+
+    @property
+    def _traced_epoch(self) -> int | None:
+        return _validity.traced_epoch(self)
+
+    @property
+    def _frozen(self) -> bool:
+        return _validity.is_frozen(self)
 
     def signature(self) -> str:
-        ins = ", ".join(_short_aval(a) for a in self._jaxpr.in_avals)
-        outs = ", ".join(_short_aval(a) for a in self._jaxpr.out_avals)
+        ins = ", ".join(short_aval(a) for a in self._jaxpr.in_avals)
+        outs = ", ".join(short_aval(a) for a in self._jaxpr.out_avals)
         return f"({ins}) -> ({outs})"
 
     def __str__(self) -> str:
@@ -188,8 +191,6 @@ class OpaqueClosure:
         return f"<OpaqueClosure {self._name} epoch={self.epoch} {self.signature()}>"
 
     def __call__(self, *args):
-        from ._primitive import bind  # import cycle: the primitive's rules need this module
-
         leaves = jax.tree_util.tree_leaves(args)
         if len(leaves) != len(self._jaxpr.in_avals):
             raise TypeError(
@@ -197,11 +198,11 @@ class OpaqueClosure:
                 f"argument(s) {self.signature().split(' -> ')[0]}, got {len(leaves)}. Pass the "
                 "flat array arguments of the closure's signature.")
         for i, (x, aval) in enumerate(zip(leaves, self._jaxpr.in_avals, strict=True)):
-            got = core.typeof(x)
+            got = typeof(x)
             if got.shape != aval.shape or got.dtype != aval.dtype:
                 raise TypeError(
                     f"jaxworld.OpaqueClosure {self._name}: argument {i} must be "
-                    f"{_short_aval(aval)}, got {_short_aval(got)} (signature "
+                    f"{short_aval(aval)}, got {short_aval(got)} (signature "
                     f"{self.signature()}). A closure is traced for one input signature; call "
                     "the wrapped function instead to trace another.")
         outs = bind(current(self), *leaves)  # a call starts a computation: the current world
@@ -221,16 +222,16 @@ class OpaqueClosure:
                     def evaluate(*args):
                         # Runs once per compilation (jit traces exactly when it compiles here).
                         _stats.count("compilations", owner)
-                        return core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *args)
+                        return eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *args)
 
-                    evaluate.__name__ = _identifier(self._name)
+                    evaluate.__name__ = identifier(self._name)
                     self._jitted = jax.jit(evaluate)
                 jitted = self._jitted
         return jitted
 
-
-def _identifier(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_") or "world_call"
+    def derive(self, transformation: str, params: tuple) -> Derived:
+        """`derive(self, transformation, params)`: what `world_call`'s rules call."""
+        return derive(self, transformation, params)
 
 
 def _callable_name(fun: Any) -> str:
@@ -275,6 +276,7 @@ def retire(root: OpaqueClosure) -> None:
     else holds at once. A retired closure still in use elsewhere (a jaxpr someone kept) stays
     correct: it derives and compiles again on demand.
     """
+    _validity.retire(root)
     stack = [root]
     while stack:
         closure = stack.pop()
@@ -292,22 +294,21 @@ def current(closure: OpaqueClosure) -> OpaqueClosure:
     changed) through its cache entry; a stale derived closure is derived again from its current
     parent. If that changes the closure's signature, worlds would mix: raise `WorldChangeError`.
     """
-    root = closure._root or closure
-    if root._valid_through >= _epoch._epoch or root._frozen:
+    if _validity.is_current(closure):
         return closure
     return _refresh(closure)
 
 
 def _refresh(closure: OpaqueClosure) -> OpaqueClosure:
-    successor = closure._successor
-    if successor is not None and successor.is_current:
+    successor = _validity.successor(closure)
+    if successor is not None:
         return successor
     derivation = closure._derivation
     if derivation is None:
-        entry = closure._entry
-        if entry is None:
+        source = closure._entry
+        if source is None:
             return closure  # a closure with no way back (none made by jaxworld today)
-        new = entry.current()
+        new = source.current()  # re-stamps it or re-traces it from the origin
     else:
         parent = current(derivation.parent)
         if parent is derivation.parent:
@@ -318,7 +319,7 @@ def _refresh(closure: OpaqueClosure) -> OpaqueClosure:
             raise world_change_error(closure, new, "the structure of its derivation changed")
     if new is not closure:
         check_same_signature(closure, new)
-        closure._successor = new
+        _validity.set_successor(closure, new)
     return new
 
 

@@ -49,7 +49,7 @@ from collections.abc import Callable
 
 import jax
 
-from ._compat import is_eval_trace, pe
+from ._compat import is_eval_trace, is_staging_trace
 
 _lock = threading.RLock()  # held by advance() and by sync(): every world change goes through it
 _epoch = 0
@@ -299,18 +299,39 @@ def cached_by_jax_in_this_generation(trace) -> bool:
     seen = set()
     while trace is not None and trace is not root and id(trace) not in seen:
         seen.add(id(trace))
-        if isinstance(trace, pe.DynamicJaxprTrace):
+        if is_staging_trace(trace):
             return True
         trace = getattr(trace, "parent_trace", None)
     return False
 
 
-def release_caches() -> None:
-    """Release JAX's cache entries made under dead world generations (see `RELEASE_EVERY`)."""
+_CLEAR_ATTEMPTS = 3
+
+
+def release_caches() -> bool:
+    """Release JAX's cache entries made under dead world generations (see `RELEASE_EVERY`).
+
+    Returns whether it did. `jax.clear_caches()` iterates JAX's registry of caches (a
+    `WeakKeyDictionary`) without a lock, so a cache that another thread's trace creates meanwhile
+    makes it raise ``RuntimeError: dictionary changed size during iteration`` (seen once in 58
+    stress runs of tests/test_concurrency.py, raised out of `advance()` after the new world was
+    published). Releasing is only about memory: it is tried again, and if JAX's registry keeps
+    changing, left for the next relevant advance (the dead generations stay counted).
+    """
     global _dead_generations
     with _lock:
-        _dead_generations = 0
-        jax.clear_caches()
+        for attempt in range(_CLEAR_ATTEMPTS):
+            try:
+                jax.clear_caches()
+            except RuntimeError as error:
+                if "changed size during iteration" not in str(error):
+                    raise
+                if attempt == _CLEAR_ATTEMPTS - 1:
+                    return False
+                continue
+            _dead_generations = 0
+            return True
+        return False
 
 
 def note_stale() -> None:

@@ -24,7 +24,7 @@ from jax import tree_util
 
 from . import _closure
 from ._closure import OpaqueClosure
-from ._compat import ad, core
+from ._compat import ValAccum, typeof
 from ._primitive import bind
 from ._wrap import Wrapped, wrap
 
@@ -366,11 +366,11 @@ def _vjp_parts(w: Wrapped, primals: tuple):
     residuals = [next(computed) if i is None else forwardable[i] for i in in_fwd_res]
     tangent = derived.closures["tangent"]
     # Transpose the tangent closure in its tangent inputs; residual inputs are not linear.
-    res_avals = tuple(core.typeof(r) for r in residuals)
+    res_avals = tuple(typeof(r) for r in residuals)
     ct_avals = tuple(a.to_tangent_aval()
                      for a, nz in zip(root.out_avals, nonzeros_out, strict=False) if nz)
     tan_in_avals = tuple(a.to_tangent_aval() for a in root.in_avals)
-    specs = (tuple((None, a) for a in res_avals) + tuple((ad.ValAccum, a) for a in tan_in_avals))
+    specs = (tuple((None, a) for a in res_avals) + tuple((ValAccum, a) for a in tan_in_avals))
     in_tree = tree_util.tree_structure((list(res_avals), list(ct_avals)))
     transposed = _closure.derive(tangent, "transpose", (in_tree, res_avals + ct_avals, specs))
     pullback_closure = transposed.closures[None]

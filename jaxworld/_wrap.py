@@ -30,18 +30,24 @@ import numpy as np
 from jax import config as jax_config
 from jax import tree_util
 
-from . import _epoch, _stats
+from . import _epoch, _stats, _validity
 from ._closure import OpaqueClosure, retire, world_change_error
 from ._compat import (
-    api_util,
-    core,
+    ClosedJaxpr,
+    Jaxpr,
+    Tracer,
+    convert_constvars_jaxpr,
     current_trace,
+    debug_info,
     enclosing_traces,
+    eval_jaxpr,
+    infer_argnums_and_argnames,
     is_eval_trace,
     jax_trace_config_values,
-    lu,
+    jaxprs_in_params,
     out_of_key_config,
-    pe,
+    trace_to_jaxpr_dynamic,
+    wrap_init,
 )
 from ._deps import Change, DependencyRecord
 from ._errors import StaleClosureError, StaleClosureWarning, WorldChangeError, user_stacklevel
@@ -75,12 +81,16 @@ class EntryKey(NamedTuple):
     out_of_key_config: tuple
 
 
-class _Entry:
-    """One input signature of one wrapped function."""
+class _Entry(_validity.Source):
+    """One input signature of one wrapped function.
+
+    The validity of its trace (current, re-stamped, pending, frozen, retired) is the state of its
+    root closure, kept and changed by `_validity` alone; `pending` and `validated_epoch` are
+    read-only views of it.
+    """
 
     __slots__ = ("owner", "trace_fn", "skeleton", "closure", "record", "nested", "lock",
-                 "pending", "validated_epoch", "tracing", "retraced_because", "previous",
-                 "__weakref__")
+                 "tracing", "retraced_because", "previous", "__weakref__")
 
     def __init__(self, owner: Wrapped, trace_fn: Callable[[], tuple], skeleton: tuple = ()):
         self.owner = owner
@@ -93,8 +103,6 @@ class _Entry:
         self.record: DependencyRecord | None = None
         self.nested: tuple[OpaqueClosure, ...] = ()
         self.lock = threading.RLock()
-        self.pending: tuple[int, list[Change]] | None = None  # (epoch, changes) when stale
-        self.validated_epoch = -1
         self.tracing = False
         # (epoch, changes) of the last re-trace caused by a change, for `jaxworld.explain`.
         self.retraced_because: tuple[int, list[Change]] | None = None
@@ -104,14 +112,24 @@ class _Entry:
         with _live_lock:
             _live[next(_entry_ids)] = weakref.ref(self)
 
+    @property
+    def pending(self) -> tuple[int, list[Change]] | None:
+        """``(epoch, changes)`` while the trace is stale (awaiting a re-trace), else None."""
+        return _validity.pending(self.closure)
+
+    @property
+    def validated_epoch(self) -> int:
+        return _validity.validated_epoch(self.closure)
+
     # -- the call path -----------------------------------------------------------------------
     def current(self) -> OpaqueClosure:
         closure = self.closure
-        if closure is not None and (closure._valid_through >= _epoch._epoch or closure._frozen):
+        if closure is not None and _validity.is_current(closure):
             return closure
         # A trace may follow: check that the world is consistent first (`_epoch.sync`), and keep
         # advance() from publishing a new world until it is done (issue #12).
-        with _epoch.tracing(sync_first=closure is None or self.pending is not None):
+        with _epoch.tracing(sync_first=closure is None
+                            or _validity.pending(closure) is not None):
             return self._current()
 
     def _current(self) -> OpaqueClosure:
@@ -126,12 +144,12 @@ class _Entry:
             closure = self.closure
             if closure is None:
                 return self._retrace(e)
-            if closure._valid_through >= e or closure._frozen:
+            if _validity.is_current_at(closure, e):
                 return closure
-            found_here = self.pending is None
+            found_here = _validity.pending(closure) is None
             changes = self._changes(e)
             if not changes:
-                closure._valid_through = e
+                _validity.restamp(closure, e)
                 _stats.count("restamps", self.owner)
                 return closure
             if found_here:
@@ -142,7 +160,7 @@ class _Entry:
             policy = effective_policy(self.owner._policy)
             what = describe_changes(changes)
             if policy == "frozen":
-                closure._frozen = True
+                _validity.freeze(closure)
                 return closure
             if policy == "error":
                 raise StaleClosureError(
@@ -162,8 +180,9 @@ class _Entry:
             return self._retrace(e)
 
     def _changes(self, e: int) -> list[Change]:
-        if self.pending is not None:
-            return self.pending[1]
+        pending = _validity.pending(self.closure)
+        if pending is not None:
+            return pending[1]
         _stats.count("validations", self.owner)
         changes = list(self.record.changes()) if self.record is not None else []
         for nested in self.nested:
@@ -186,9 +205,10 @@ class _Entry:
             closure = self.closure
             if closure is None or self.tracing:
                 return []
-            was_stale, was_frozen = self.pending is not None, closure._frozen
+            was_stale = _validity.pending(closure) is not None
+            was_frozen = _validity.is_frozen(closure)
             changes = self._validate(e, closure)
-            if changes and (not was_stale or (was_frozen and not closure._frozen)):
+            if changes and (not was_stale or (was_frozen and not _validity.is_frozen(closure))):
                 # Newly stale (or thawed): a `jax.jit` may hold the old closure.
                 _epoch.note_stale()
             return changes
@@ -196,23 +216,24 @@ class _Entry:
     def _validate(self, e: int, closure: OpaqueClosure) -> list[Change]:
         """`validate` minus the bookkeeping for `jax.jit` (called with the lock held)."""
         previous = self.previous
-        if previous is not None and previous._valid_through < e - 1:
+        if previous is not None and _validity.outlived(previous, e):
             self.previous = None  # an advance has completed since it was replaced
-        if closure._frozen and effective_policy(self.owner._policy) != "frozen":
+        if _validity.is_frozen(closure) and effective_policy(self.owner._policy) != "frozen":
             # Frozen under an earlier policy: this advance re-applies the policy in force.
-            closure._frozen = False
-            self.pending = None
-        if self.pending is not None:
-            return self.pending[1]  # already stale: re-traced on next use
-        if self.validated_epoch == e or closure._valid_through >= e:
+            _validity.thaw(closure, drop_pending=True)
+        pending = _validity.pending(closure)
+        if pending is not None:
+            return pending[1]  # already stale: re-traced on next use
+        if _validity.validated_epoch(closure) == e or _validity.valid_through(closure) >= e:
             return []
-        self.validated_epoch = e
-        closure._frozen = False  # 'frozen' lasts until the next advance re-applies the policy
+        _validity.mark_validated(closure, e)
+        # 'frozen' lasts until the next advance re-applies the policy
+        _validity.thaw(closure, drop_pending=False)
         changes = self._changes(e)
         if changes:
-            self.pending = (e, changes)
+            _validity.mark_pending(closure, e, changes)
         else:
-            closure._valid_through = e
+            _validity.restamp(closure, e)
             _stats.count("restamps", self.owner)
         return changes
 
@@ -247,8 +268,7 @@ class _Entry:
                                 name=self.owner.__qualname__)
         # Publish all at once: a KeyboardInterrupt above leaves the old state untouched.
         self.record, self.nested = record, _nested_roots(jaxpr)
-        self.pending = None
-        previous, self.closure = self.closure, closure
+        previous, self.closure = self.closure, closure  # the new root is current, not pending
         if previous is not None:
             retire(previous)
             self.previous = previous
@@ -257,16 +277,17 @@ class _Entry:
     def at(self, pin: _epoch.Pin, trace) -> OpaqueClosure:
         """The closure for a computation pinned to the world `pin.epoch` (`_epoch.pinned`)."""
         for closure in (self.closure, self.previous):
-            if closure is not None and _valid_at(closure, pin.epoch):
-                if (pin.epoch < _epoch.epoch() and not _valid_at(closure, _epoch.epoch())
+            if closure is not None and _validity.valid_at(closure, pin.epoch):
+                if (pin.epoch < _epoch.epoch() and not _validity.valid_at(closure, _epoch.epoch())
                         and _epoch.cached_by_jax_in_this_generation(trace)):
                     break  # an old world's closure must not land in a new generation's cache
                 return closure
         closure = self.current()
-        if _valid_at(closure, pin.epoch) or pin.move_to(_epoch.epoch(), _valid_at):
+        if _validity.valid_at(closure, pin.epoch) or pin.move_to(_epoch.epoch(),
+                                                                _validity.valid_at):
             return closure
         stale = ", ".join(sorted({c.name for c in pin.used.values()
-                                  if not _valid_at(c, _epoch.epoch())}))
+                                  if not _validity.valid_at(c, _epoch.epoch())}))
         raise WorldChangeError(
             f"jaxworld: {self.owner.__name__} was called inside a computation that runs in the "
             f"world of epoch {pin.epoch}, but the world advanced to epoch {_epoch.epoch()} while "
@@ -277,24 +298,17 @@ class _Entry:
             "world.")
 
 
-def _valid_at(closure: OpaqueClosure, e: int) -> bool:
-    """Whether root `closure` is the trace of world `e` (or frozen, valid in every world)."""
-    root = closure._root or closure
-    traced = root._traced_epoch
-    return root._frozen or (traced is not None and traced <= e <= root._valid_through)
-
-
-def _nested_roots(jaxpr: core.ClosedJaxpr | core.Jaxpr) -> tuple[OpaqueClosure, ...]:
+def _nested_roots(jaxpr: ClosedJaxpr | Jaxpr) -> tuple[OpaqueClosure, ...]:
     """Root closures of wrapped helpers called (at any depth) by `jaxpr`."""
     found: dict[int, OpaqueClosure] = {}
 
-    def visit(j: core.Jaxpr):
+    def visit(j: Jaxpr):
         for eqn in j.eqns:
             if eqn.primitive is world_call_p:
                 closure = eqn.params["closure"]
                 root = closure._root or closure
                 found.setdefault(id(root), root)
-            for sub in core.jaxprs_in_params(eqn.params):
+            for sub in jaxprs_in_params(eqn.params):
                 visit(sub)
 
     visit(getattr(jaxpr, "jaxpr", jaxpr))
@@ -334,8 +348,8 @@ def live_records_changed() -> bool:
         if entry is None:
             continue
         closure, record = entry.closure, entry.record
-        if (closure is None or record is None or entry.pending is not None or closure._frozen
-                or entry.tracing or not record.verifiable):
+        if (closure is None or record is None or _validity.pending(closure) is not None
+                or _validity.is_frozen(closure) or entry.tracing or not record.verifiable):
             continue
         if record.changes():
             return True
@@ -364,7 +378,7 @@ class Wrapped:
             signature = None
         if signature is not None:
             _check_static_argnums(signature, static_argnums, self.__name__)
-            static_argnums, static_argnames = api_util.infer_argnums_and_argnames(
+            static_argnums, static_argnames = infer_argnums_and_argnames(
                 signature, static_argnums, static_argnames)
         self._static_argnums = tuple(sorted(set(static_argnums)))
         self._static_argnames = frozenset(static_argnames)
@@ -499,7 +513,7 @@ class Wrapped:
         entry, leaves = self._lookup(args, kwargs)
         closure = entry.current()
         jaxpr = closure.jaxpr
-        outs = core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
+        outs = eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
         return tree_util.tree_unflatten(closure._out_tree, outs)
 
     def _call(self, args, kwargs):
@@ -518,7 +532,7 @@ class Wrapped:
             # `fun` closes over tracers of an enclosing transformation: the trace belongs to this
             # call alone. Pass the captured tracers as leading inputs and cache nothing.
             closure = OpaqueClosure(
-                core.ClosedJaxpr(pe.convert_constvars_jaxpr(closed.jaxpr), ()),
+                ClosedJaxpr(convert_constvars_jaxpr(closed.jaxpr), ()),
                 origin=self.__wrapped__, in_tree=closed.in_tree, out_tree=closed.out_tree,
                 name=self.__qualname__, ephemeral=True)
             _stats.count("traces", self)
@@ -551,25 +565,25 @@ class Wrapped:
             return out_flat
 
         try:
-            debug = api_util.debug_info("jaxworld.wrap", fun, args, kwargs,
+            debug = debug_info("jaxworld.wrap", fun, args, kwargs,
                                         static_argnums=self._static_argnums,
                                         static_argnames=tuple(self._static_argnames))
             if len(debug.arg_names or ()) != len(avals):
                 raise ValueError
         except Exception:  # exotic signatures: fall back to positional names
-            debug = api_util.debug_info("jaxworld.wrap", flat_fun, avals, {})
-        jaxpr, _, consts = pe.trace_to_jaxpr_dynamic(lu.wrap_init(flat_fun, debug_info=debug),
+            debug = debug_info("jaxworld.wrap", flat_fun, avals, {})
+        jaxpr, _, consts = trace_to_jaxpr_dynamic(wrap_init(flat_fun, debug_info=debug),
                                                      list(avals))
-        if any(isinstance(c, core.Tracer) for c in consts):
+        if any(isinstance(c, Tracer) for c in consts):
             raise _ClosedOverTracers(jaxpr, consts, in_tree, out_trees[0])
         # JAX keeps a NumPy global the function read as a *view* of the user's array: mutating it
         # in place would leak into this (old world's) trace the next time it is lowered. Snapshot
         # it; the dependency record sees the mutation at the next advance (issue #7 fuzzing).
         consts = [c.copy() if isinstance(c, np.ndarray) else c for c in consts]
-        return _snapshot_constants(core.ClosedJaxpr(jaxpr, consts)), in_tree, out_trees[0]
+        return _snapshot_constants(ClosedJaxpr(jaxpr, consts)), in_tree, out_trees[0]
 
 
-def _snapshot_constants(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
+def _snapshot_constants(closed: ClosedJaxpr) -> ClosedJaxpr:
     """`closed` with every NumPy constant of its sub-jaxprs copied (issue #11).
 
     A `jax.jit` helper's jaxpr keeps a NumPy global it read as a view, like the top level does:
@@ -580,10 +594,10 @@ def _snapshot_constants(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
     for eqn in closed.jaxpr.eqns:
         params = {}
         for name, value in eqn.params.items():
-            if isinstance(value, core.ClosedJaxpr):
+            if isinstance(value, ClosedJaxpr):
                 new = _snapshot_closed(value)
             elif isinstance(value, tuple) and value and all(
-                    isinstance(v, core.ClosedJaxpr) for v in value):
+                    isinstance(v, ClosedJaxpr) for v in value):
                 new = tuple(_snapshot_closed(v) for v in value)
             else:
                 continue
@@ -595,14 +609,14 @@ def _snapshot_constants(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
         new_eqns.append(eqn)
     if not changed:
         return closed
-    return core.ClosedJaxpr(closed.jaxpr.replace(eqns=new_eqns), closed.consts)
+    return ClosedJaxpr(closed.jaxpr.replace(eqns=new_eqns), closed.consts)
 
 
-def _snapshot_closed(closed: core.ClosedJaxpr) -> core.ClosedJaxpr:
+def _snapshot_closed(closed: ClosedJaxpr) -> ClosedJaxpr:
     inner = _snapshot_constants(closed)
     if not any(isinstance(c, np.ndarray) for c in inner.consts):
         return inner
-    return core.ClosedJaxpr(inner.jaxpr, [c.copy() if isinstance(c, np.ndarray) else c
+    return ClosedJaxpr(inner.jaxpr, [c.copy() if isinstance(c, np.ndarray) else c
                                           for c in inner.consts])
 
 
