@@ -120,12 +120,9 @@ current_source_info = _source_info_util.current  # equation provenance
 _DynamicJaxprTrace = _private(_pe, "DynamicJaxprTrace")
 _EvalTrace = _private(_core, "EvalTrace")
 _trace_ctx = _private(_core, "trace_ctx")
-
-# -- module objects still used outside this boundary's rewrite (issue #16 item 1, not done) ------
-# `_deps/_ran.py`, `_filter.py` and `_explain.py` read `core.*`, and `_errors.py` registers its
-# traceback exclusion through `traceback_util`: their owners switch them to the names above.
-core = _core
-traceback_util = _traceback_util
+shaped_abstractify = _private(_core, "shaped_abstractify")  # the aval of an argument leaf
+# Frames of files registered here are left out of the tracebacks JAX shows (as for jax's own).
+register_traceback_exclusion = _private(_traceback_util, "register_exclusion")
 
 # `trace_context()` also holds per-trace state that is not configuration: the context managers
 # active at the call site (mesh, user contexts — jaxworld's own world generation among them) and

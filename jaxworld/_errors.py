@@ -7,7 +7,7 @@ import sys
 
 import jax
 
-from ._compat import traceback_util
+from ._compat import register_traceback_exclusion
 
 
 class WorldChangeError(RuntimeError):
@@ -75,4 +75,4 @@ def user_stacklevel() -> int:
 
 
 # Users should see their own frames, not jaxworld's, in tracebacks (as with JAX and equinox).
-traceback_util.register_exclusion(__file__.rsplit("/", 1)[0])
+register_traceback_exclusion(__file__.rsplit("/", 1)[0])

@@ -19,7 +19,7 @@ from jax import tree_util
 
 from . import _epoch
 from ._closure import OpaqueClosure
-from ._compat import core
+from ._compat import ClosedJaxpr, Jaxpr
 from ._policy import get_policy
 from ._text import change_lines, location, short_aval
 
@@ -121,7 +121,7 @@ def reachable(obj: Any) -> list[tuple[str, Any]]:
                           types.ModuleType)):
             return
         step = depth + 1
-        if isinstance(x, (core.ClosedJaxpr, core.Jaxpr)):
+        if isinstance(x, (ClosedJaxpr, Jaxpr)):
             # A closure-converted function (lineax's FunctionLinearOperator, equinox's
             # filter_closure_convert) keeps a jaxpr: its world_call equations hold the closures.
             for closure in _world_calls(x):

@@ -25,10 +25,10 @@ import jax
 import numpy as np
 from jax import tree_util
 
-from ._compat import core
+from ._compat import Tracer, shaped_abstractify
 
 _SCALARS = (bool, int, float, complex)
-_ARRAY_TYPES = (jax.Array, core.Tracer, np.ndarray, np.generic)
+_ARRAY_TYPES = (jax.Array, Tracer, np.ndarray, np.generic)
 
 
 class StaticKey:
@@ -142,7 +142,7 @@ def abstractify_all(leaves: list, tree: Any, name: str, static_scalars: bool = F
     arguments).
     """
     try:
-        return tuple(map(core.shaped_abstractify, leaves))
+        return tuple(map(shaped_abstractify, leaves))
     except (TypeError, OverflowError):
         pass
     errors = []
@@ -150,7 +150,7 @@ def abstractify_all(leaves: list, tree: Any, name: str, static_scalars: bool = F
     paths = None
     for i, x in enumerate(leaves):
         try:
-            avals.append(core.shaped_abstractify(x))
+            avals.append(shaped_abstractify(x))
         except (TypeError, OverflowError) as e:
             if paths is None:
                 paths = _traced_paths(tree, static_scalars)

@@ -1,10 +1,8 @@
 """jaxworld's boundary with JAX (issue #16 item 1): JAX privates are named in `_compat.py` only.
 
 Reads the source of every jaxworld module (`ast`): none but `_compat.py` imports from `jax._src`;
-what modules import from `_compat` are named symbols, and where one is still a JAX module object
-(`core`, `traceback_util`), every attribute read through it is listed in `KNOWN_MODULE_READS`.
-The test fails when a new one appears (name it in `_compat.py` instead), and when a listed one
-is gone (shorten the list).
+what modules import from `_compat` are named symbols, never a JAX module object: a read through
+one fails the test (name what you need in `_compat.py` instead).
 """
 
 from __future__ import annotations
@@ -21,16 +19,6 @@ from jaxworld import _compat
 MODULES = {info.name: Path(importlib.util.find_spec(info.name).origin)
            for info in pkgutil.walk_packages(jaxworld.__path__, "jaxworld.")}
 MODULES["jaxworld"] = Path(jaxworld.__file__)
-
-# Reads through a JAX module object that `_compat` still exports, by module that does them. These
-# modules are outside the rewrite of issue #16 item 1 (their owners switch them to named symbols).
-KNOWN_MODULE_READS = {
-    "jaxworld._deps._ran": {"core.ClosedJaxpr", "core.Jaxpr", "core.jaxprs_in_params"},
-    "jaxworld._errors": {"traceback_util.register_exclusion"},
-    "jaxworld._explain": {"core.ClosedJaxpr", "core.Jaxpr"},
-    "jaxworld._filter": {"core.Tracer", "core.shaped_abstractify"},
-}
-
 
 def _jax_private_imports(tree: ast.Module) -> list[str]:
     found = []
@@ -65,18 +53,13 @@ def test_only_compat_imports_jax_private_modules():
         "_compat.py (with `_private(...)` and why jaxworld needs it) and import it from there.")
 
 
-def test_no_new_reads_through_jax_module_objects():
-    reads = {name: found for name, path in MODULES.items() if name != "jaxworld._compat"
+def test_no_reads_through_jax_module_objects():
+    reads = {name: sorted(found) for name, path in MODULES.items() if name != "jaxworld._compat"
              if (found := _module_reads(ast.parse(path.read_text())))}
-    new = {name: sorted(found - KNOWN_MODULE_READS.get(name, set()))
-           for name, found in reads.items() if found - KNOWN_MODULE_READS.get(name, set())}
-    gone = {name: sorted(known - reads.get(name, set()))
-            for name, known in KNOWN_MODULE_READS.items() if known - reads.get(name, set())}
-    assert not new, (
-        f"new reads through a JAX module object exported by _compat: {new}. Export the name "
+    assert not reads, (
+        f"reads through a JAX module object exported by _compat: {reads}. Export the name "
         "itself from jaxworld/_compat.py (feature-tested with `_private` if it is private) and "
         "import that.")
-    assert not gone, f"KNOWN_MODULE_READS lists reads that are gone: {gone}; remove them."
 
 
 def test_compat_exports_names_feature_tested():
@@ -92,7 +75,7 @@ def test_compat_exports_names_feature_tested():
     jax_modules = sorted(n for n, v in vars(_compat).items()
                          if inspect.ismodule(v) and v.__name__.startswith("jax._src")
                          and not n.startswith("_"))
-    assert jax_modules == ["core", "traceback_util"]  # the last debts (KNOWN_MODULE_READS)
+    assert jax_modules == []  # names, never module objects
 
 
 def test_public_names_are_the_ones_jax_uses():

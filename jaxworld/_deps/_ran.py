@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import types
 
-from .._compat import core
+from .._compat import ClosedJaxpr, Jaxpr, jaxprs_in_params
 from ._classify import is_user_file
 
 
-def user_code_that_ran(jaxpr: core.ClosedJaxpr | core.Jaxpr,
+def user_code_that_ran(jaxpr: ClosedJaxpr | Jaxpr,
                        boundary: types.CodeType) -> set[types.CodeType]:
     """User code objects on the stack, below `boundary`'s frame, when equations were bound."""
     found: set[types.CodeType] = set()
@@ -43,5 +43,5 @@ def user_code_that_ran(jaxpr: core.ClosedJaxpr | core.Jaxpr,
                     stop = 0
                 found.update(c for c in codes[:stop] if c.co_filename != "<string>"
                              and is_user_file(c.co_filename))
-            stack.extend(core.jaxprs_in_params(eqn.params))
+            stack.extend(jaxprs_in_params(eqn.params))
     return found
