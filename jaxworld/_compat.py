@@ -10,8 +10,7 @@ new private one appears elsewhere). Two kinds of names:
 - private ones (`jax._src...`), each fetched by `_private`, which fails at import with the name,
   the JAX version it was checked on and what to do, instead of an `AttributeError` deep inside a
   transformation. Each says why jaxworld needs it. When JAX moves one of these, this is the only
-  module that needs to change (modules outside issue #16's rewrite still use the `core` and
-  `traceback_util` module objects: see the section at the end of the public names).
+  module that needs to change.
 """
 
 from __future__ import annotations
