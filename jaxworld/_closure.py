@@ -85,6 +85,12 @@ class OpaqueClosure:
       >>> closure = eqn.params["closure"]
       >>> closure.derivation is None and float(closure(0.0)) == 0.0
       True
+
+    Raises:
+      TypeError: a call with another number of array arguments, or another shape or dtype, than
+        the closure's signature (call the wrapped function instead: it traces the new signature).
+      WorldChangeError: a call of a stale closure whose re-trace in the current world changed its
+        signature (its derived closures cannot follow it).
     """
 
     __slots__ = (

@@ -107,6 +107,11 @@ def advance() -> int:
 
     Returns:
       The new epoch.
+
+    Raises:
+      Whatever a dependency record's check raises (a KeyboardInterrupt, an exception in a user
+      object's ``__eq__``): nothing is published then, the old world stays, and the next
+      `advance()` checks again.
     """
     global _epoch, _last_number, _generation, _dead_generations, _stale_noted
     with _lock:
