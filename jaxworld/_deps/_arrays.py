@@ -52,7 +52,8 @@ import numpy as np
 COPY_LIMIT = 16 * 2**20  # bytes: arrays up to this size are compared against a kept copy
 COPY_BUDGET = 64 * 2**20  # bytes: all kept copies together (beyond it: hashing)
 
-_lock = threading.Lock()
+# Re-entrant: the finalizer of a kept copy (`_release`) can run in a collection inside it.
+_lock = threading.RLock()
 _freeze = False
 _kept_bytes = 0
 # Digests of the arrays frozen by `array_checker`, valid while the array is alive and still
