@@ -119,6 +119,8 @@ current_source_info = _source_info_util.current  # equation provenance
 _DynamicJaxprTrace = _private(_pe, "DynamicJaxprTrace")
 _EvalTrace = _private(_core, "EvalTrace")
 _trace_ctx = _private(_core, "trace_ctx")
+# Whether this thread is inside no JAX trace (`jax.clear_caches()` must not run inside one).
+trace_state_clean = _private(_core, "trace_state_clean")
 shaped_abstractify = _private(_core, "shaped_abstractify")  # the aval of an argument leaf
 # Frames of files registered here are left out of the tracebacks JAX shows (as for jax's own).
 register_traceback_exclusion = _private(_traceback_util, "register_exclusion")

@@ -49,7 +49,7 @@ from collections.abc import Callable
 
 import jax
 
-from ._compat import is_eval_trace, is_staging_trace
+from ._compat import is_eval_trace, is_staging_trace, trace_state_clean
 
 _lock = threading.RLock()  # held by advance() and by sync(): every world change goes through it
 _epoch = 0
@@ -324,6 +324,11 @@ def release_caches() -> bool:
     changing, left for the next relevant advance (the dead generations stay counted).
     """
     global _dead_generations
+    if not trace_state_clean():
+        # Inside a JAX trace on this thread (an advance made by `sync()` when a wrapped function
+        # is first traced inside a `jax.jit`): `jax.clear_caches()` would empty the C++ cache of
+        # the jitted function being traced while it runs. Left for the next relevant advance.
+        return False
     with _lock:
         for attempt in range(_CLEAR_ATTEMPTS):
             try:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxworld
-from jaxworld import _validity
+from jaxworld import _epoch, _validity
 
 X = jnp.array([0.5, -1.0, 2.0])
 
@@ -112,7 +112,7 @@ def test_advance_survives_jax_clear_caches_racing_another_thread(monkeypatch):
     # `jax.clear_caches()` iterates JAX's cache registry without a lock: a cache created by
     # another thread meanwhile makes it raise (found by the stress run of test_concurrency.py,
     # out of `advance()`). Releasing is about memory only: `advance()` must still succeed.
-    from jaxworld import _epoch
+
 
     real = jax.clear_caches
     failures = {"left": 1}
@@ -141,3 +141,17 @@ def test_advance_survives_jax_clear_caches_racing_another_thread(monkeypatch):
         RuntimeError("something else")))
     with pytest.raises(RuntimeError, match="something else"):
         _epoch.release_caches()
+
+
+def test_caches_are_not_released_inside_a_jax_trace(monkeypatch):
+    # An advance made inside a JAX trace (a wrapped function's first trace inside `jax.jit`
+    # syncs first) must not run `jax.clear_caches()`: it would empty the C++ cache of the jitted
+    # function being traced while it runs. The release waits for a relevant advance outside.
+    cleared = []
+    monkeypatch.setattr(jax, "clear_caches", lambda: cleared.append(True))
+    monkeypatch.setattr(_epoch, "_dead_generations", _epoch.RELEASE_EVERY)
+    inside = []
+    jax.make_jaxpr(lambda x: inside.append(_epoch.release_caches()) or x)(1.0)
+    assert inside == [False] and cleared == [] and _epoch._dead_generations > 0
+    assert _epoch.release_caches() is True and cleared == [True]
+    assert _epoch._dead_generations == 0
