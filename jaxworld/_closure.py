@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from . import _epoch, _stats, _validity
+from . import _caches, _epoch, _stats, _validity
 from ._compat import ClosedJaxpr, eval_jaxpr, typeof
 from ._errors import WorldChangeError
 from ._primitive import DERIVERS, bind, identifier
@@ -347,3 +347,6 @@ def world_change_error(old: OpaqueClosure, new: OpaqueClosure, why: str) -> Worl
         "Worlds are never mixed silently. Re-create the enclosing computation (call the outer "
         "function again or re-trace it) after `jaxworld.advance()`, or keep the output structure, "
         "shapes and dtypes of the redefined code unchanged.")
+
+
+_caches.set_refresher(current)  # the lowering rule lowers the current world (`_caches`)

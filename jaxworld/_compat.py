@@ -16,14 +16,20 @@ new private one appears elsewhere). Two kinds of names:
 from __future__ import annotations
 
 import operator
+import os
+import sys
+from collections.abc import Callable
 
 import jax
 from jax import api_util as _public_api_util
 
 # Private modules first (ruff's order), bound to underscored names: nothing outside this file
 # reaches into them. Then the public ones.
+from jax._src import ad_checkpoint as _ad_checkpoint
 from jax._src import api_util as _api_util
+from jax._src import compute_on as _compute_on
 from jax._src import core as _core
+from jax._src import pjit as _pjit
 from jax._src import traceback_util as _traceback_util
 from jax._src.config import trace_context as _trace_context
 from jax._src.config import trace_context_names as _trace_context_names
@@ -31,6 +37,8 @@ from jax._src.interpreters import ad as _ad
 from jax._src.interpreters import batching as _batching
 from jax._src.interpreters import mlir as _mlir
 from jax._src.interpreters import partial_eval as _pe
+from jax._src.lax import lax as _lax
+from jax._src.state import discharge as _discharge
 from jax.errors import JaxprTypeError as JaxprTypeError
 from jax.extend import linear_util as _linear_util
 from jax.extend import source_info_util as _source_info_util
@@ -200,3 +208,195 @@ _OUT_OF_KEY = tuple((name, read) for name in OUT_OF_KEY_FLAGS
 def out_of_key_config() -> tuple:
     """The values of `OUT_OF_KEY_FLAGS` now, as a hashable tuple of (name, value) pairs."""
     return tuple((name, read()) for name, read in _OUT_OF_KEY)
+
+
+# -- which of JAX's caches hold a staged trace (scoped invalidation, `_caches.py`) -------------
+# In jax 0.10.2 every jaxpr JAX stages out of a Python callable (a `jax.jit`, a `scan` / `cond` /
+# `while_loop` body, `custom_jvp` / `custom_vjp`, `checkpoint`, `shard_map`, `make_jaxpr`,
+# `eval_shape`) is traced by `pe.trace_to_jaxpr`, a `weakref_lru_cache` keyed on the callable.
+# Some callers cache again, keyed on the same callable. A trace is attributed by the frames on
+# the stack: each frame below names its cache and the local that is the cache's key.
+_JAX_DIR = os.path.dirname(jax.__file__) + os.sep
+_JAXWORLD_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _frame_of(module, name: str) -> tuple[str, str]:
+    function = _private(module, name)
+    code = getattr(function, "__code__", None)
+    return (code.co_filename if code is not None else module.__file__), name
+
+
+# (file, function) of a frame -> the weakref_lru_cache keyed on its local `fun`.
+_CACHED_TRACERS = {
+    _frame_of(_pe, "trace_to_jaxpr"): _private(_pe, "trace_to_jaxpr"),
+    _frame_of(_ad_checkpoint, "_trace_to_jaxpr"): _private(_ad_checkpoint, "_trace_to_jaxpr"),
+    _frame_of(_compute_on, "_trace_to_jaxpr"): _private(_compute_on, "_trace_to_jaxpr"),
+    _frame_of(_discharge, "_initial_style_jaxpr"): _private(_discharge, "_initial_style_jaxpr"),
+    _frame_of(_lax, "_trace_composite_to_jaxpr"): _private(_lax, "_trace_composite_to_jaxpr"),
+}
+# The frame of `pe.trace_to_jaxpr`, whose local `trace` is the staging trace it created.
+_STAGING_FRAME = _frame_of(_pe, "trace_to_jaxpr")
+# `pe.trace_to_jaxpr_dynamic` (no cache of its own): jaxworld's traces use it, and so do JAX's
+# transformations of jaxprs (`batch_jaxpr`, `partial_eval_jaxpr_nounits`, transposes), whose
+# caches are keyed on the jaxpr and die with it; an executable compiled from such a trace is
+# found at lowering. Any other caller (user or library code) may cache by its own key: unknown.
+_UNCACHED_STAGING_FRAME = (_pe.__file__, "trace_to_jaxpr_dynamic")
+# Staging traces that JAX's linearization makes for tangents: their jaxpr goes into the
+# enclosing trace (or back to the caller of `jax.linearize` / `jax.vjp`), never into a cache
+# keyed on a callable (`linearize_jaxpr` is keyed on the jaxpr).
+_TANGENT_FRAMES = frozenset(
+    (_ad.__file__, name)
+    for name in ("linearize", "linearize_subtrace", "linearize_subtrace_2", "_linearize_jaxpr"))
+# `jax.jit`'s Python path: `_infer_params(fun, ji, ...)` (its `_infer_params_cached` is keyed on
+# `fun`, its C++ cache on `fun` and `ji`'s options) and `cache_miss`, which holds `fun` until
+# the executable is in the C++ cache (the compile comes after the trace).
+_INFER_PARAMS_FRAME = (_private(_pjit, "_infer_params").__code__.co_filename, "_infer_params")
+_CACHE_MISS_FRAME = (_INFER_PARAMS_FRAME[0], "cache_miss")
+# `jax.jit(f).trace / .lower` (ahead of time): the objects they return are the user's to keep.
+_AOT_FRAME = (_INFER_PARAMS_FRAME[0], "jit_trace")
+_infer_params_cached = _private(_pjit, "_infer_params_cached")
+_cpp_pjit = _private(_pjit, "_cpp_pjit")
+# `jax.jit`'s evaluation of a jaxpr (a `pjit` equation run eagerly, as under an eager `vmap`
+# of a `jax.jit`): its executable is cached on the jaxpr, in `_get_jaxpr_as_fun` (whose result
+# keys the C++ cache) and `_pjit_lower`.
+_CALL_IMPL_FRAME = (_INFER_PARAMS_FRAME[0], "call_impl_cache_miss")
+_JAXPR_CACHES = (_private(_pjit, "_get_jaxpr_as_fun"), _private(_pjit, "_pjit_lower"))
+# Frames whose result goes into a cache, with the local that keys it.
+_KEYED_FRAMES = {**{where: "fun" for where in _CACHED_TRACERS},
+                 _INFER_PARAMS_FRAME: "fun", _CACHE_MISS_FRAME: "fun", _CALL_IMPL_FRAME: "jaxpr"}
+
+
+class Staged:
+    """What a staging trace on the stack will leave in JAX's caches (`staged_into`)."""
+
+    __slots__ = ("traced", "jitted", "unknown")
+
+    def __init__(self):
+        self.traced: list[tuple[object, Callable]] = []  # (cache, fun): evict_weakref(fun)
+        self.jitted: list[tuple[Callable, object]] = []  # (fun, jit info) of each jax.jit
+        self.unknown: str | None = None  # why some cache holding it is not known
+
+
+def staged_into(trace) -> Staged | None:
+    """The JAX caches that will hold what is staged into `trace` (None if nothing is staged).
+
+    Follows the stack of Python frames: every staging trace enclosing `trace` must have been
+    created by `pe.trace_to_jaxpr` (cached by its callable) or by jaxworld itself; otherwise, or
+    under `jax.jit(...).lower/trace`, `Staged.unknown` says why the caches are not all known.
+    """
+    unowned = {id(t): t for t in enclosing_traces(trace) if isinstance(t, _DynamicJaxprTrace)}
+    if not unowned:
+        return None
+    staged = Staged()
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        where = (code.co_filename, code.co_name)
+        if where in _TANGENT_FRAMES:
+            for value in frame.f_locals.values():
+                unowned.pop(id(value), None)
+        elif where in _KEYED_FRAMES or where == _UNCACHED_STAGING_FRAME or where == _AOT_FRAME:
+            local = frame.f_locals
+            fun = local.get("fun")
+            if where == _AOT_FRAME:
+                staged.unknown = ("traced ahead of time (jax.jit(...).trace / .lower): the "
+                                  "Traced / Lowered / Compiled object keeps it")
+            elif where == _UNCACHED_STAGING_FRAME:
+                if _called_from_jax_or_jaxworld(frame):
+                    unowned.pop(id(local.get("trace")), None)
+            elif where in _CACHED_TRACERS and fun is not None:
+                staged.traced.append((_CACHED_TRACERS[where], fun))
+                if where == _STAGING_FRAME:
+                    unowned.pop(id(local.get("trace")), None)
+            elif where == _INFER_PARAMS_FRAME and fun is not None:
+                staged.jitted.append((fun, local.get("ji")))
+        frame = frame.f_back
+    if unowned and staged.unknown is None:
+        staged.unknown = (f"{len(unowned)} staging trace(s) made outside the caches jaxworld "
+                          "knows (not by jax.jit, a control-flow body, custom_jvp / custom_vjp, "
+                          "checkpoint, shard_map, make_jaxpr or eval_shape)")
+    return staged
+
+
+_PROFILER_FILE = _private(_pe, "profiler").__file__
+
+
+def _called_from_jax_or_jaxworld(frame) -> bool:
+    frame = frame.f_back
+    while frame is not None and frame.f_code.co_filename == _PROFILER_FILE:
+        frame = frame.f_back  # `trace_to_jaxpr_dynamic`'s profiling decorator
+    return frame is not None and frame.f_code.co_filename.startswith((_JAX_DIR, _JAXWORLD_DIR))
+
+
+def staging_in_flight(funs: dict[int, object]) -> str | None:
+    """A thread (this one included) now inside a `jax.jit` trace or compile, or a cached trace,
+    of one of `funs` (by id): its result is not in JAX's caches yet, so it cannot be evicted."""
+    for thread_id, frame in sys._current_frames().items():
+        while frame is not None:
+            code = frame.f_code
+            local_name = _KEYED_FRAMES.get((code.co_filename, code.co_name))
+            if local_name is not None:
+                fun = frame.f_locals.get(local_name)
+                if fun is not None and id(fun) in funs and funs[id(fun)] is fun:
+                    return f"thread {thread_id} is tracing or compiling {_name(fun)}"
+            frame = frame.f_back
+    return None
+
+
+def _name(fun) -> str:
+    return getattr(fun, "__qualname__", None) or getattr(fun, "__name__", None) or repr(fun)
+
+
+def evict_traced(cache, fun) -> None:
+    """Drop every entry of a `weakref_lru_cache` keyed on `fun`."""
+    cache.evict_weakref(fun)
+
+
+def evict_jitted(fun, jit_info) -> None:
+    """Drop every trace and executable `jax.jit` caches for `fun` (any `jax.jit(fun, ...)`
+    object with these options: the C++ cache is keyed on `fun`)."""
+    _infer_params_cached.evict_weakref(fun)
+    _CACHED_TRACERS[_STAGING_FRAME].evict_weakref(fun)  # as `jax.jit(f).clear_cache()` does
+    if jit_info is not None:
+        _cpp_pjit(fun, jit_info)._clear_cache()
+
+
+def lowered_by() -> Staged:
+    """What will hold the executable being compiled now (the lowering rule's caller): the
+    `jax.jit` functions whose call compiles it, or the jaxpr JAX's evaluation of a `pjit`
+    equation caches it on; `Staged.unknown` says why, when it is neither."""
+    staged = Staged()
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        where = (code.co_filename, code.co_name)
+        if where == _CACHE_MISS_FRAME:
+            local = frame.f_locals
+            fun = local.get("fun")
+            if fun is not None:
+                staged.jitted.append((fun, local.get("jit_info")))
+        elif where == _CALL_IMPL_FRAME:
+            jaxpr = frame.f_locals.get("jaxpr")
+            if jaxpr is not None:
+                staged.traced.extend((cache, jaxpr) for cache in _JAXPR_CACHES)
+        frame = frame.f_back
+    if not staged.jitted and not staged.traced:
+        staged.unknown = ("compiled outside jax.jit's call path (ahead of time, with "
+                          "jax.jit(...).lower(...).compile())")
+    return staged
+
+
+def evict_callable(value) -> None:
+    """Drop every trace JAX caches for `value` (a `jax.jit` function, or a callable JAX keys a
+    traced jaxpr on, such as a `scan` body), if it is one."""
+    fun, jit_info = getattr(value, "_fun", None), getattr(value, "_jit_info", None)
+    if fun is not None and jit_info is not None and hasattr(value, "_clear_cache"):
+        evict_jitted(fun, jit_info)
+        value = fun
+    if not callable(value):
+        return
+    try:
+        for cache in _CACHED_TRACERS.values():
+            cache.evict_weakref(value)
+    except TypeError:  # not weak-referenceable: JAX cannot have cached it by identity
+        pass

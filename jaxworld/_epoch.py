@@ -6,10 +6,13 @@ record still holds; the others are re-traced on their next use.
 
 An epoch stored in a primitive's params does not invalidate an outer `jax.jit` (its compiled
 executable is reused without looking inside; see JAX-NOTES). So when — and only when — an advance
-finds a record that changed, it also bumps a JAX *user context* (`jax.make_user_context`), which is
-part of every `jax.jit` cache key: every jitted function re-traces once, and re-tracing reaches
-jaxworld, which hands out the new world's closures. A no-op advance leaves the user context alone,
-so nothing re-traces or re-compiles.
+finds a record that changed, it evicts the JAX cache entries that hold the stale closures
+(`_caches.py`, registered here as an *invalidator*): those `jax.jit` functions re-trace once, and
+re-tracing reaches jaxworld, which hands out the new world's closures; every other `jax.jit`
+stays warm. Where the invalidator cannot show that it reached every holder, the advance falls
+back to bumping a JAX *user context* (`jax.make_user_context`), which is part of every `jax.jit`
+cache key: every jitted function re-traces once (counted as ``global_invalidations``). A no-op
+advance does neither, so nothing re-traces or re-compiles.
 
 When a change becomes visible (issue #12)
 -----------------------------------------
@@ -49,18 +52,19 @@ from collections.abc import Callable
 
 import jax
 
+from . import _stats
 from ._compat import is_eval_trace, is_staging_trace, trace_state_clean
 
 _lock = threading.RLock()  # held by advance() and by sync(): every world change goes through it
 _epoch = 0
 _last_number = 0  # the last epoch number handed out (published, or burned by an aborted advance)
-# The world generation seen by `jax.jit`'s caches. Created once at import: `make_user_context` is
-# not thread-safe to call concurrently with other JAX APIs.
+# The world generation seen by `jax.jit`'s caches, bumped by the global fallback only. Created
+# once at import: `make_user_context` is not thread-safe to call concurrently with other JAX APIs.
 _jit_world = jax.make_user_context(0)
 _generation = 0
-# Every cache entry of JAX keyed on an old generation is unreachable once the generation is bumped
+# After a global fallback, every cache entry of JAX keyed on an old generation is unreachable
 # (generations never repeat) but holds its executable until JAX's LRU evicts it: ~1.5-1.9 MB per
-# relevant advance for a small jitted Hessian, more for eager nested AD (issue #7, memory).
+# such advance for a small jitted Hessian, more for eager nested AD (issue #7, memory).
 # Releasing costs ~2 ms (freeing what the entries hold) and leaves the next trace with cold
 # caches, so it is done for several dead generations at once: memory stays bounded (at most
 # RELEASE_EVERY - 1 dead generations held), and a relevant change costs about what a fresh plain
@@ -68,6 +72,10 @@ _generation = 0
 RELEASE_EVERY = 8
 _dead_generations = 0
 _validators: list[Callable[[int], None]] = []
+_invalidators: list[Callable[[list], str | None]] = []
+_stale_states: list = []  # the states noted stale since the last advance (`note_stale`)
+_generation_lock = threading.Lock()  # the generation changes under it (advance, or a fallback)
+last_global_reason: str | None = None  # why the last global fallback was taken
 _probes: list[Callable[[], bool]] = []
 # Set by `note_stale()`, taken by `advance()`. Whoever finds a trace stale notes it, under that
 # trace's own lock: `advance()` itself, or a trace that reached the function first. Deciding "did
@@ -100,8 +108,10 @@ def advance() -> int:
 
     Checks the dependency record of every live trace. Traces whose record holds are moved to the
     new epoch without re-tracing; traces whose record changed are re-traced on their next use, and
-    every `jax.jit` in the process re-traces once (so a `jax.jit` built on a wrapped function gives
-    the new world's answer). Thread-safe and atomic: calls made while it runs get the old world,
+    the JAX cache entries that hold them are evicted (so a `jax.jit` built on a wrapped function
+    gives the new world's answer), or, where those cannot all be found, every `jax.jit` in the
+    process re-traces once (`jaxworld.stats()`: ``scoped_invalidations``,
+    ``global_invalidations``). Thread-safe and atomic: calls made while it runs get the old world,
     calls made after it returns the new one, and an exception (or a KeyboardInterrupt) inside it
     leaves the old world in place. In IPython it runs after every cell (`jaxworld.auto_advance`).
 
@@ -113,7 +123,7 @@ def advance() -> int:
       object's ``__eq__``): nothing is published then, the old world stays, and the next
       `advance()` checks again.
     """
-    global _epoch, _last_number, _generation, _dead_generations, _stale_noted
+    global _epoch, _last_number, _stale_noted
     with _lock:
         _wait_for_traces_in_flight()
         # A number is never reused: entries re-stamped by an aborted advance are checked again.
@@ -129,19 +139,42 @@ def advance() -> int:
         # the two in between wait on `_lock`.
         with _note_lock:
             changed, _stale_noted = _stale_noted, False
+            states, _stale_states[:] = list(_stale_states), []
         try:
+            # Evict exactly the cache entries that hold a stale closure (`_caches`); only where
+            # that cannot be shown to reach them all, every `jax.jit`'s key changes instead.
+            reason = None
             if changed:
-                _generation += 1
-                _jit_world.set_global(_generation)
-                _dead_generations += 1
+                reason = ("no invalidator registered" if not _invalidators
+                          else next((r for invalidate in _invalidators
+                                     if (r := invalidate(states)) is not None), None))
+            if reason is not None:
+                _bump_generation(reason)
         except BaseException:
             with _note_lock:
                 _stale_noted = True  # not published: the next advance must bump
+                _stale_states.extend(states)
             raise
         _epoch = new
-        if changed and _dead_generations >= RELEASE_EVERY:
+        if reason is not None and _dead_generations >= RELEASE_EVERY:
             release_caches()
         return new
+
+
+def _bump_generation(reason: str) -> None:
+    """The global fallback: change every `jax.jit`'s cache key (all of them re-trace once)."""
+    global _generation, _dead_generations, last_global_reason
+    with _generation_lock:
+        _generation += 1
+        _jit_world.set_global(_generation)
+        _dead_generations += 1
+        last_global_reason = reason
+    _stats.count("global_invalidations")
+
+
+def invalidate_everything(reason: str) -> None:
+    """Fall back to the global bump now (a cache jaxworld did not know of held an old trace)."""
+    _bump_generation(reason)
 
 
 def sync() -> bool:
@@ -344,15 +377,24 @@ def release_caches() -> bool:
         return False
 
 
-def note_stale() -> None:
+def note_stale(closure) -> None:
     """A trace that a `jax.jit` may hold has just been found stale.
 
     Call it under the lock of the trace's entry. The advance under way (or, if none is, the next
-    one) then bumps the `jax.jit` world generation.
+    one) then evicts the JAX caches that hold it (`_caches`), or bumps the `jax.jit` world
+    generation where those are not all known.
     """
     global _stale_noted
     with _note_lock:
         _stale_noted = True
+        _stale_states.append(closure._validity)
+
+
+def register_invalidator(invalidate: Callable[[list], str | None]) -> None:
+    """`invalidate(states)` runs inside a relevant `advance()`: it evicts what holds the stale
+    states and returns None, or returns why every `jax.jit` must be invalidated instead."""
+    with _lock:
+        _invalidators.append(invalidate)
 
 
 def register_validator(validate: Callable[[int], None]) -> None:

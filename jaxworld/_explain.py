@@ -17,7 +17,7 @@ from typing import Any
 
 from jax import tree_util
 
-from . import _epoch
+from . import _caches, _epoch
 from ._closure import OpaqueClosure
 from ._compat import ClosedJaxpr, Jaxpr
 from ._policy import get_policy
@@ -319,6 +319,8 @@ def _entry_lines(entry: Any, root: OpaqueClosure | None, indent: str,
         lines.append(f"{indent}state: current")
     else:
         lines.append(f"{indent}state: not yet checked for epoch {now} — checked on its next use")
+    # Where a change to it reaches in JAX's caches (issue #13).
+    lines.append(f"{indent}JAX caches: {_caches.describe(root)}")
 
     # What changed since the trace.
     if entry.retraced_because is not None and not superseded:

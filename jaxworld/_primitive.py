@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from jax import tree_util
 
+from ._caches import for_lowering, note_use
 from ._compat import (
     ClosedJaxpr,
     DropVar,
@@ -51,6 +52,7 @@ from ._compat import (
     closed_call_partial_eval_custom_rule,
     closed_jaxpr_partial_eval_custom,
     current_source_info,
+    current_trace,
     custom_partial_eval_rules,
     custom_typechecks,
     dce_jaxpr,
@@ -60,6 +62,7 @@ from ._compat import (
     fancy_transposes,
     instantiate_zeros,
     ir_consts,
+    is_eval_trace,
     jaxpr_subcomp,
     jvp_jaxpr,
     linearize_jaxpr,
@@ -89,6 +92,9 @@ world_call_p.multiple_results = True
 
 def bind(closure: OpaqueClosure, *args):
     """Apply `closure`, as given, to flat `args` through the `world_call` primitive."""
+    trace = current_trace()
+    if not is_eval_trace(trace):
+        note_use(closure, trace)  # the JAX caches that will hold it (scoped invalidation)
     return world_call_p.bind(*args, closure=closure)
 
 
@@ -345,6 +351,9 @@ def _partial_eval_custom(saveable, unks_in, inst_in, eqn):
 # JAX's (issue #6: FLOPs ratio 1.00). The closure's name stays in the op_name metadata.
 
 def _lowering(ctx, *args, closure):
+    # Never an old world's closure: a JAX cache jaxworld did not know of may hand one back
+    # after a change; the current world's is lowered in its place (`_caches.for_lowering`).
+    closure = for_lowering(closure)
     jaxpr = closure.jaxpr
     consts = ir_consts(jaxpr.consts, [v.aval for v in jaxpr.jaxpr.constvars])
     outs, tokens = jaxpr_subcomp(

@@ -13,7 +13,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-_KINDS = ("traces", "derivations", "compilations", "validations", "restamps")
+_KINDS = ("traces", "derivations", "compilations", "validations", "restamps",
+          "scoped_invalidations", "global_invalidations")
 
 _lock = threading.Lock()
 _global: collections.Counter[str] = collections.Counter()

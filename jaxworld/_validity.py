@@ -54,7 +54,8 @@ STATES = ("current", "re-stamped", "unchecked", "pending", "frozen", "retired")
 class State:
     """The validity of one root trace (shared by every closure derived from it)."""
 
-    __slots__ = ("traced", "through", "frozen", "pending", "validated", "retired")
+    __slots__ = ("traced", "through", "frozen", "pending", "validated", "retired", "held",
+                 "invalidated")
 
     def __init__(self, epoch: int | None, ephemeral: bool):
         self.through = NEVER_STALE if ephemeral else (_epoch.epoch() if epoch is None else epoch)
@@ -63,6 +64,8 @@ class State:
         self.pending: tuple[int, list] | None = None  # (epoch, changes) while stale
         self.validated = -1  # the last epoch `mark_validated` was called for
         self.retired = False
+        self.held = None  # `_caches.Held`: the JAX caches that hold its closures
+        self.invalidated = False  # an advance evicted it from those caches (`_caches`)
 
 
 class Source:

@@ -30,7 +30,7 @@ import numpy as np
 from jax import config as jax_config
 from jax import tree_util
 
-from . import _epoch, _stats, _validity
+from . import _caches, _epoch, _stats, _validity
 from ._closure import OpaqueClosure, retire, world_change_error
 from ._compat import (
     ClosedJaxpr,
@@ -156,7 +156,7 @@ class _Entry(_validity.Source):
                 # This trace reached the function before the advance under way did: that advance
                 # will find the entry up to date, so it must learn here that a `jax.jit` may
                 # still hold the old closure.
-                _epoch.note_stale()
+                _epoch.note_stale(closure)
             policy = effective_policy(self.owner._policy)
             what = describe_changes(changes)
             if policy == "frozen":
@@ -210,7 +210,7 @@ class _Entry(_validity.Source):
             changes = self._validate(e, closure)
             if changes and (not was_stale or (was_frozen and not _validity.is_frozen(closure))):
                 # Newly stale (or thawed): a `jax.jit` may hold the old closure.
-                _epoch.note_stale()
+                _epoch.note_stale(closure)
             return changes
 
     def _validate(self, e: int, closure: OpaqueClosure) -> list[Change]:
@@ -247,6 +247,10 @@ class _Entry(_validity.Source):
             for attempt in range(_TRACE_ATTEMPTS):
                 if record is None:
                     record = DependencyRecord.capture(self.owner.__wrapped__, roots=roots)
+                if self.closure is not None:
+                    # A re-trace after a change: JAX's own caches may hold traces of plain
+                    # `jax.jit` helpers and control-flow bodies that read what changed.
+                    _caches.evict_reached(record.user_callables())
                 with _epoch.retracing(e):
                     jaxpr, in_tree, out_tree = self.trace_fn()
                 _stats.count("traces", self.owner)
@@ -512,6 +516,7 @@ class Wrapped:
         """
         entry, leaves = self._lookup(args, kwargs)
         closure = entry.current()
+        _caches.note_use(closure, current_trace())  # this `jax.jit` holds it, inlined
         jaxpr = closure.jaxpr
         outs = eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
         return tree_util.tree_unflatten(closure._out_tree, outs)
@@ -543,6 +548,7 @@ class Wrapped:
                 _check_no_live_user(previous, closure, trace)
             closure._users.add(trace)
             pin.used[id(closure)] = closure
+            _caches.note_use(closure, trace)
         outs = world_call_p.bind(*leaves, closure=closure)
         return tree_util.tree_unflatten(closure._out_tree, outs)
 

@@ -90,14 +90,38 @@ def test_dead_wrapped_function_and_origin_are_released(use, at_once):
     assert all(r() is None for r in refs)
 
 
-def test_dead_generations_are_released_every_release_every_relevant_advances(monkeypatch):
-    """Old-generation cache entries are released in batches (issue #6: releasing on every
-    relevant advance made a relevant change ~10% dearer than a fresh plain jax.jit), so at most
-    RELEASE_EVERY - 1 dead generations are ever held; a no-op advance releases nothing."""
+def test_scoped_relevant_advances_never_clear_jax_caches(monkeypatch):
+    """Issue #13: a relevant change evicts the stale entries themselves, so no
+    `jax.clear_caches()` is ever needed (and no dead generation is made)."""
     from jaxworld import _epoch
 
     released = []
     monkeypatch.setattr(_epoch.jax, "clear_caches", lambda: released.append(_epoch._generation))
+    wf, ns = _fresh()
+    jax.jit(jax.hessian(wf))(X)
+    generation, before = _epoch._generation, jaxworld.stats()
+    for i in range(2 * _epoch.RELEASE_EVERY + 1):
+        notebook(f"def g(x):\n    return jnp.sin(x) * {2.0 + i}\n", ns)
+        jaxworld.advance()
+        assert_trees_close(jax.jit(jax.hessian(wf))(X),
+                           jax.hessian(lambda x, c=2.0 + i: jnp.sum((jnp.sin(x) * c) ** 2))(X))
+    after = jaxworld.stats()
+    assert released == [] and _epoch._generation == generation
+    assert after["global_invalidations"] == before["global_invalidations"]
+    scoped = after["scoped_invalidations"] - before["scoped_invalidations"]
+    assert scoped == 2 * _epoch.RELEASE_EVERY + 1
+
+
+def test_dead_generations_of_the_global_fallback_are_released_in_batches(monkeypatch):
+    """Where the global fallback is taken (a holder jaxworld cannot evict), old-generation
+    entries are released in batches (issue #6: releasing on every relevant advance made a
+    relevant change ~10% dearer than a fresh plain jax.jit), so at most RELEASE_EVERY - 1 dead
+    generations are ever held; a no-op advance releases nothing."""
+    from jaxworld import _caches, _epoch
+
+    released = []
+    monkeypatch.setattr(_epoch.jax, "clear_caches", lambda: released.append(_epoch._generation))
+    monkeypatch.setattr(_caches, "staging_in_flight", lambda funs: "forced by the test")
     _epoch.release_caches()
     released.clear()
     wf, ns = _fresh()

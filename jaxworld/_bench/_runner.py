@@ -18,7 +18,17 @@ import time
 from collections.abc import Callable
 from types import ModuleType
 
-from . import _advance, _capture, _eager, _first, _memory, _numpy_data, _steady, _trace
+from . import (
+    _advance,
+    _capture,
+    _eager,
+    _first,
+    _memory,
+    _numpy_data,
+    _scoped,
+    _steady,
+    _trace,
+)
 from ._common import FUNCTIONS, Config, Row, _perf
 from ._report import format_markdown, format_table, machine, plot, to_json
 
@@ -41,6 +51,7 @@ GROUPS: dict[str, Group] = {
     "capture": Group(_capture, "9, 10: trace with dependency record, realistic globals"),
     "eager": Group(_eager, "11: eager dispatch, 1/20/200 leaves"),
     "numpy": Group(_numpy_data, "12: no-op advance against NumPy data read, 1 MB / 100 MB / 1 GB"),
+    "scoped": Group(_scoped, "13, 14, 15: blast radius, drop-in relevant change and memory"),
 }
 
 

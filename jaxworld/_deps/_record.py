@@ -231,6 +231,17 @@ class DependencyRecord:
             entry.value = None
         return out, walker
 
+    def user_callables(self) -> list[Any]:
+        """The user functions (and `jax.jit`s of user functions) at this record's places, live:
+        JAX may hold traces of them keyed by identity (`_caches.evict_reached`)."""
+        out = []
+        for site in self.sites():
+            value = site.value
+            inner = getattr(value, "_fun", value)  # a `jax.jit` object's function
+            if isinstance(inner, types.FunctionType) and is_user_function(inner):
+                out.append(value)
+        return out
+
     def sites(self) -> list[Site]:
         """The user-level places this record read (globals of user code, attributes of user
         classes, fields of user and data-like objects, closure cells), in walk order, with their
