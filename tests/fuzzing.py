@@ -11,7 +11,10 @@ A *case* is a generated program plus what is done to it:
 - one prepared operator (``jaxworld.grad``, ``hessian(mode=...)``, ``hvp``, ``jvp``, ``vjp``, ...),
   optionally under an outer ``vmap`` / ``jit``;
 - a world change: redefine the helper (exec a new ``def h``), rebind ``C``, mutate ``M`` in place,
-  any combination, and then ``jaxworld.advance()`` or not.
+  any combination, and then ``jaxworld.advance()`` or not;
+- a *holder* (issue #13): a plain `jax.jit` that holds the wrapped function's trace through a
+  nested `jax.jit`, a `jax.jit` embedding another's cached trace, a `scan` / `cond` / `fori_loop`
+  body; and an unrelated `jax.jit` that must not re-trace when the change is scoped.
 
 The oracle is plain JAX on a *freshly exec'd* copy of the same source (new function objects, so no
 JAX cache can answer for it), in the world the result must come from: the new world after an
@@ -110,6 +113,7 @@ OPERATORS = ("grad", "value_and_grad", "jacfwd", "jacrev", "hessian", "hvp", "jv
              "jit_raw")
 HESSIAN_MODES = jaxworld.HESSIAN_MODES
 CHANGES = ("helper", "const", "array")
+HOLDERS = ("none", "nested_jit", "embedded_jit", "scan_body", "cond_branch", "fori_body")
 BATCH = 2
 _MAX_SIZE = 200  # elements of any intermediate output (keeps each case fast)
 
@@ -237,6 +241,30 @@ def _outer(outer: str, g: Callable) -> Callable:
     return g
 
 
+def build_holder(kind: str, g: Callable) -> Callable:
+    """A plain `jax.jit` that holds `g`'s trace in one of the ways JAX caches traces."""
+    if kind == "nested_jit":
+        inner = jax.jit(g)
+        return jax.jit(lambda x: inner(x) * 2.0)
+    if kind == "embedded_jit":  # `inner` is called alone first: `outer` embeds its cached trace
+        inner = jax.jit(g)
+        outer = jax.jit(lambda x: inner(x) + 1.0)
+
+        def embedded(x):
+            inner(x)
+            return outer(x)
+        return embedded
+    if kind == "scan_body":
+        body = lambda c, xi: (c + g(xi), None)  # noqa: E731 - one object, cached by JAX
+        return jax.jit(lambda x: lax.scan(body, jnp.zeros((), x.dtype), jnp.stack([x, 0.5 * x]))[0])
+    if kind == "cond_branch":
+        negated = lambda y: -g(y)  # noqa: E731
+        return jax.jit(lambda x: lax.cond(jnp.sum(x) > 0, g, negated, x))
+    if kind == "fori_body":
+        return jax.jit(lambda x: lax.fori_loop(0, 2, lambda i, c: c + g(x), jnp.zeros((), x.dtype)))
+    return g
+
+
 # -- a case ---------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +286,7 @@ class Case:
     changes: tuple[str, ...] = ("helper",)
     advance: bool = True
     seed: int = 0
+    holder: str = "none"
 
     def source(self, world: str) -> str:
         """The notebook source of `world` ("old" or "new")."""
@@ -302,7 +331,8 @@ def cases(draw) -> Case:
         c_new=draw(st.sampled_from((1.5, -0.3, 0.9))),
         n=n, x64=draw(st.booleans()), stack=stack, operator=operator,
         mode=draw(st.sampled_from(HESSIAN_MODES)), outer=outer, changes=changes,
-        advance=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+        advance=draw(st.booleans()), seed=draw(st.integers(0, 2**16)),
+        holder=draw(st.sampled_from(HOLDERS)))
 
 
 # -- running a case -------------------------------------------------------------------------------
@@ -386,7 +416,7 @@ def run_case(case: Case) -> None:
                 stack = apply_stack(ns["f"], case.stack, case.n, dtype)(sx)
                 op = _outer(case.outer, plain_operator(case.operator, case.mode, ns["f"], dtype,
                                                        case.n))(op_in)
-                return stack, op, ns["f"](x)
+                return stack, op, ns["f"](x), build_holder(case.holder, ns["f"])(x)
 
             return reference(sx, op_in, x) if eager else jax.jit(reference)(sx, op_in, x)
 
@@ -413,7 +443,7 @@ def run_case(case: Case) -> None:
                                          f"the outer jit ---\n{against_eager}") from None
                 _counter["eager_judged"] += 1
 
-        old_stack, old_op, old_value = oracle("old")
+        old_stack, old_op, old_value, old_held = oracle("old")
 
         # The live "notebook": f and h as a user would have them, wrapped.
         ns = namespace(case, "old", plain=False)
@@ -428,13 +458,31 @@ def run_case(case: Case) -> None:
                                                          dtype, case.n))
         judge(before_stack(sx), old_stack, "old", 0, "transformation stack before the change")
         judge(prepared(op_in), old_op, "old", 1, f"operator {case.operator} before the change")
+        holder = build_holder(case.holder, wf)
+        judge(holder(x), old_held, "old", 3, f"holder {case.holder} before the change")
+        unrelated_traces = [0]
+
+        def unrelated(y):
+            unrelated_traces[0] += 1  # runs once per trace
+            return jnp.sum(jnp.cos(y) * 3.0)
+
+        unrelated_jit = jax.jit(unrelated)
+        unrelated_jit(x)
+        global_before = jaxworld.stats()["global_invalidations"]
 
         apply_change(case, ns)
         if case.advance:
             jaxworld.advance()
         world = "new" if case.advance else "old"
-        new_stack, new_op, new_value = (oracle(world) if case.advance
-                                        else (old_stack, old_op, old_value))
+        new_stack, new_op, new_value, new_held = (oracle(world) if case.advance
+                                                  else (old_stack, old_op, old_value, old_held))
+        judge(holder(x), new_held, world, 3,
+              f"holder {case.holder} built before the change ({world} world)")
+        unrelated_jit(x)
+        if jaxworld.stats()["global_invalidations"] == global_before:
+            assert unrelated_traces[0] == 1, f"an unrelated jax.jit re-traced\n{case}"
+        else:
+            _counter["global_fallbacks"] += 1
 
         judge(before_stack(sx), new_stack, world, 0,
               f"stack built before the change, called after it ({world} world)")
@@ -447,7 +495,7 @@ def run_case(case: Case) -> None:
 
 # -- the long run ---------------------------------------------------------------------------------
 
-_counter = {"cases": 0, "rejudged": 0, "eager_judged": 0}
+_counter = {"cases": 0, "rejudged": 0, "eager_judged": 0, "global_fallbacks": 0}
 _fast_compile = {"on": False}  # set by `--fast-compile`
 
 

@@ -295,3 +295,28 @@ def test_a_plain_jit_helper_of_the_origin_is_traced_again_after_its_global_chang
     ns["C"] = 2.0
     jaxworld.advance()
     assert_trees_close(J(X), np.sum((2.0 * np.asarray(X)) ** 2))
+
+
+def test_a_hidden_holder_whose_signature_changed_raises_and_calling_again_works():
+    # As above, but the new world's closure has another output shape: it cannot be lowered in
+    # the old one's place. Loud, never mixed; the global fallback makes the next call re-trace.
+    ns = notebook("""
+        def act(z):
+            return jnp.tanh(z)
+        def vec(x):
+            return act(x) * 2.0
+    """)
+    w = jaxworld.wrap(ns["vec"])
+    inner = jax.jit(w)
+    inner(X)
+    mid = jax.jit(lambda y: inner(y) + 1.0)
+    outer = jax.jit(lambda y: jnp.sum(mid(y)))
+    outer(X)
+    notebook("""
+        def act(z):
+            return jnp.concatenate([z, z])
+    """, ns)
+    jaxworld.advance()
+    with pytest.raises(jaxworld.WorldChangeError):
+        outer(X)
+    assert_trees_close(outer(X), np.sum(np.concatenate([X, X]) * 2.0 + 1.0))

@@ -219,3 +219,41 @@ def test_explain_names_the_origin_of_a_wrapped_module_not_a_decorator():
     origin = jaxworld.explain(wrapped).splitlines()[1]
     assert "MLP.__call__" in origin and "_mlp.py" in origin, origin
     assert "source_info_util" not in origin, origin
+
+
+def test_filter_jit_is_invalidated_alone_after_a_change():
+    """Issue #13: `eqx.filter_jit` of a wrapped loss re-traces after its helper changes; an
+    unrelated `eqx.filter_jit` and an unrelated `jax.jit` do not (scoped, no global fallback)."""
+    ns = notebook("""
+        def act(z):
+            return jnp.tanh(z)
+        def loss(model, x, y):
+            return jnp.mean((act(jax.vmap(model)(x)) - y) ** 2)
+    """)
+    model = mlp()
+    step = eqx.filter_jit(eqx.filter_value_and_grad(jaxworld.wrap(ns["loss"])))
+    traced = []
+
+    def other(model, x):
+        traced.append(1)
+        return jnp.sum(jax.vmap(model)(x))
+
+    unrelated = [eqx.filter_jit(other), jax.jit(lambda x: (traced.append(1), jnp.sin(x))[1])]
+    before = step(model, X, Y)
+    unrelated[0](model, X), unrelated[1](X)
+    stats, traced_before = jaxworld.stats(), len(traced)
+    notebook("""
+        def act(z):
+            return jnp.sin(z) * 2.0
+    """, ns)
+    jaxworld.advance()
+    unrelated[0](model, X), unrelated[1](X)
+    assert len(traced) == traced_before  # neither re-traced
+    value, grads = step(model, X, Y)
+    expected_value, expected_grads = fresh(eqx.filter_value_and_grad(ns["loss"]))(model, X, Y)
+    assert not jnp.allclose(value, before[0])
+    assert_trees_close(value, expected_value)
+    assert_trees_close(arrays(grads), arrays(expected_grads))
+    now = jaxworld.stats()
+    assert now["global_invalidations"] == stats["global_invalidations"]
+    assert now["scoped_invalidations"] == stats["scoped_invalidations"] + 1
