@@ -119,16 +119,24 @@ def _add(held: Held, traced, jitted, unknown: str | None) -> None:
         held.jitted = {k: v for k, v in held.jitted.items() if v[0]() is not None}
 
 
-def note_use(closure, trace) -> None:
-    """`closure` is being bound under `trace`: remember the caches that will hold it."""
+def note_use(closure, trace) -> bool:
+    """`closure` is being bound under `trace`: remember the caches that will hold it.
+
+    Returns False if an advance has already evicted `closure`'s holders (it is stale, and this
+    trace began before that advance): the caller must not stage it where no lowering will look
+    (`_wrap._inline`); a `world_call` equation is safe, its lowering compiles the current world.
+    Registered under the lock an eviction takes: either this holder is seen by the eviction (in
+    flight, which makes it fall back) or the eviction came first, and False is returned.
+    """
     state = closure._validity
     if state.traced is None:  # ephemeral: valid in every world
-        return
+        return True
     staged = staged_into(trace)
     if staged is None:
-        return
+        return True
     with _lock:
         _add(_held(state), staged.traced, staged.jitted, staged.unknown)
+        return not (state.invalidated and not state.frozen)
 
 
 def for_lowering(closure):

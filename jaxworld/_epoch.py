@@ -242,6 +242,14 @@ def tracing(sync_first: bool) -> _TraceScope:
     return _TraceScope(sync_first)
 
 
+def settle() -> None:
+    """Wait for an advance under way on another thread (none can start while a trace of ours is
+    in flight on this one: then there is nothing to wait for)."""
+    if not in_trace():
+        with _lock:
+            pass
+
+
 def in_trace() -> bool:
     """Whether this thread is inside a trace jaxworld is making."""
     return getattr(_local, "depth", 0) > 0

@@ -515,8 +515,15 @@ class Wrapped:
         this wrapped function alive for as long as JAX's caches live (tests/test_memory.py).
         """
         entry, leaves = self._lookup(args, kwargs)
-        closure = entry.current()
-        _caches.note_use(closure, current_trace())  # this `jax.jit` holds it, inlined
+        trace = current_trace()
+        while True:
+            # The jaxpr is inlined into this `jax.jit`'s trace: no lowering rule will see it, so
+            # it must be the current world's. Wait for an advance under way (it publishes its
+            # world whole), and take the closure again if one evicted it meanwhile.
+            _epoch.settle()
+            closure = entry.current()
+            if _caches.note_use(closure, trace):  # this `jax.jit` holds it, inlined
+                break
         jaxpr = closure.jaxpr
         outs = eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
         return tree_util.tree_unflatten(closure._out_tree, outs)
