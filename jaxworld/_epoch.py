@@ -16,14 +16,13 @@ advance does neither, so nothing re-traces or re-compiles.
 
 When a change becomes visible (issue #12)
 -----------------------------------------
-A world is the pair (epoch, `jax.jit` generation); the two change together or not at all:
-
 - `advance()` first waits for the traces jaxworld has in flight, then checks every record (at the
-  *old* epoch: calls made meanwhile keep getting the old world, whole), and only then publishes
-  the new generation and the new epoch, under the lock that every trace takes before it starts.
-  So no trace runs while an advance is under way, and none can see the new epoch with the old
-  generation (whose `jax.jit` helpers would hand back old jaxprs) or the reverse. An exception or
-  a KeyboardInterrupt in a record check publishes nothing: the old world stays, whole, and the
+  *old* epoch: calls made meanwhile keep getting the old world, whole), then evicts what holds the
+  stale closures (`_caches`), and only then publishes the new epoch (and, for the global
+  fallback, the new `jax.jit` generation), under the lock that every trace takes before it
+  starts. So no trace of ours runs while an advance is under way. A re-trace evicts the plain
+  `jax.jit` helpers its record reaches, so none is handed an old jaxpr by JAX. An exception or a
+  KeyboardInterrupt in a record check publishes nothing: the old world stays, whole, and the
   next advance checks again (an aborted epoch number is never reused).
 - Before every trace it makes (a new input signature or a re-trace) jaxworld checks the live
   records (`sync()`) and, if one no longer holds, advances implicitly first. So a trace always
@@ -135,8 +134,7 @@ def advance() -> int:
         for validate in list(_validators):
             validate(new)
         # Each trace found stale (by a validator, or earlier by a trace that got there first) has
-        # noted it by now. Publish: the generation first, then the epoch; traces that could read
-        # the two in between wait on `_lock`.
+        # noted it by now.
         with _note_lock:
             changed, _stale_noted = _stale_noted, False
             states, _stale_states[:] = list(_stale_states), []
@@ -148,16 +146,20 @@ def advance() -> int:
                 reason = ("no invalidator registered" if not _invalidators
                           else next((r for invalidate in _invalidators
                                      if (r := invalidate(states)) is not None), None))
-            if reason is not None:
-                _bump_generation(reason)
         except BaseException:
             with _note_lock:
-                _stale_noted = True  # not published: the next advance must bump
+                _stale_noted = True  # not published: the next advance must invalidate
                 _stale_states.extend(states)
             raise
+        # Publish the epoch, then (fallback only) the generation. A `jax.jit` call keyed on the
+        # old generation that starts in between gets the new world's closures, under a key no
+        # later call uses; the other order would let one keyed on the new generation take a
+        # closure of the old epoch (`_wrap._inline` takes closures without waiting on `_lock`).
         _epoch = new
-        if reason is not None and _dead_generations >= RELEASE_EVERY:
-            release_caches()
+        if reason is not None:
+            _bump_generation(reason)
+            if _dead_generations >= RELEASE_EVERY:
+                release_caches()
         return new
 
 

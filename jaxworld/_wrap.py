@@ -517,13 +517,13 @@ class Wrapped:
         entry, leaves = self._lookup(args, kwargs)
         trace = current_trace()
         while True:
-            # The jaxpr is inlined into this `jax.jit`'s trace: no lowering rule will see it, so
-            # it must be the current world's. Wait for an advance under way (it publishes its
-            # world whole), and take the closure again if one evicted it meanwhile.
-            _epoch.settle()
             closure = entry.current()
+            # The jaxpr is inlined into this `jax.jit`'s trace: no lowering rule will see it, so
+            # it must not be a closure whose holders an advance has already evicted. If it is,
+            # that advance is about to publish its epoch: wait for it, and take the closure again.
             if _caches.note_use(closure, trace):  # this `jax.jit` holds it, inlined
                 break
+            _epoch.settle()
         jaxpr = closure.jaxpr
         outs = eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *leaves)
         return tree_util.tree_unflatten(closure._out_tree, outs)
