@@ -182,3 +182,34 @@ def test_groups_table_selects_by_only_and_runs_per_function_groups_in_the_size_l
         "trace 20 call sites"]
     assert [r.function for r in rows[:-1]] == list(_bench.FUNCTIONS)
     assert len(labels) == len(rows)
+
+
+@pytest.mark.parametrize("name", [*_bench.FUNCTIONS, "model"])
+def test_capture_rows_time_a_first_trace_and_the_retrace_a_change_causes(name):
+    from jaxworld._bench import _capture
+
+    rows = _by_benchmark(_capture.bench_capture(name, 3, TINY))
+    assert set(rows) == {"trace with dependency record", "re-trace after a change"}
+    reps = max(TINY.trace_reps, 5) * 3
+    for row in rows.values():
+        _check_timed(row, reps)
+        assert row.target == "<= 1.15" and row.detail["record_entries"] > 0
+    assert "first trace" in rows["trace with dependency record"].baseline_is
+    # After a change, `advance()`'s walk of the new world is the re-trace's record.
+    assert rows["re-trace after a change"].detail["walk_reused"] == 1.0
+
+
+def test_scoped_rows_blast_radius_has_both_controls_and_no_global_fallback():
+    from jaxworld._bench import _scoped
+
+    rows = _by_benchmark(_scoped.bench_scoped("rosenbrock", 3, TINY))
+    assert set(rows) == {"blast radius", "blast radius, vs plain eviction",
+                         "relevant change, drop-in"}
+    for row in rows.values():
+        _check_timed(row, max(TINY.compile_reps, 3) * 3)
+    blast = rows["blast radius"]
+    # Every relevant advance was scoped: no `jax.jit` in the process had its key bumped.
+    assert blast.detail["scoped_invalidations"] >= blast.reps
+    assert blast.detail["global_invalidations"] == 0
+    assert rows["relevant change, drop-in"].detail["global_invalidations"] == 0
+    assert rows["blast radius, vs plain eviction"].detail["plain_eviction_ratio_to_steady"] > 0

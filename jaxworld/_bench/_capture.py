@@ -59,9 +59,13 @@ class _NoRecord:
     def cover(self, jaxpr: Any, boundary: Any) -> None:
         pass
 
+    def user_callables(self) -> list:
+        return []
+
 
 def bench_capture(name: str, n: int, cfg: Config) -> list[Row]:
-    """9: a re-trace with its dependency record vs the same re-trace without one."""
+    """9: a first trace with its dependency record vs the same trace without one; then the
+    re-trace a change causes, both ways."""
     import jaxworld
     from jaxworld import _wrap
     from jaxworld._deps import DependencyRecord
@@ -77,22 +81,38 @@ def bench_capture(name: str, n: int, cfg: Config) -> list[Row]:
     wrapped = jaxworld.wrap(ns["loss"])
     entry, _ = wrapped._lookup(args, {})
 
-    def ours():  # capture, trace, re-check, cover: everything `_Entry._retrace` does
-        return _timed(lambda: entry._retrace(jaxworld.epoch()).jaxpr)
-
-    def plain():  # the same re-trace with a record that records nothing
-        record = entry.record
-        _wrap.DependencyRecord, entry.record = _NoRecord, None
+    def first_trace():
+        # A first trace of the entry: no closure yet, so nothing of an earlier trace is reused
+        # (no successor record, no eviction of JAX's caches).
+        closure, previous = entry.closure, entry.previous
+        entry.closure = entry.previous = None
         try:
             return _timed(lambda: entry._retrace(jaxworld.epoch()).jaxpr)
         finally:
+            entry.closure, entry.previous = closure, previous
+
+    def retrace():  # the re-trace a change causes (the old closure is there)
+        return _timed(lambda: entry._retrace(jaxworld.epoch()).jaxpr)
+
+    def without_record(trace):  # the same trace with a record that records nothing
+        record = entry.record
+        _wrap.DependencyRecord, entry.record = _NoRecord, None
+        try:
+            return trace()
+        finally:
             _wrap.DependencyRecord, entry.record = DependencyRecord, record
+
+    def ours():  # capture, trace, re-check, cover: everything `_Entry._retrace` does
+        return first_trace()
+
+    def plain():
+        return without_record(first_trace)
 
     ours(), plain()
     reps = max(cfg.trace_reps, 5) * 3
     pairs = _interleaved(ours, plain, reps)
     rows = [_row("trace with dependency record", name, n, pairs,
-                 baseline_is="the same re-trace without a record",
+                 baseline_is="the same first trace without a record",
                  detail={"record_entries": len(entry.record)})]
 
     # The re-trace a change causes: the helper is redefined and the record checked, as
@@ -112,11 +132,11 @@ def bench_capture(name: str, n: int, cfg: Config) -> list[Row]:
     def ours_after_change():
         redefine()
         ready.append(entry.record._successor is not None)
-        return ours()
+        return retrace()
 
     def plain_after_change():
         redefine()
-        return plain()
+        return without_record(retrace)
 
     ours_after_change(), plain_after_change()
     ready.clear()
