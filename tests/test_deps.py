@@ -960,7 +960,7 @@ def test_successor_record_is_what_a_capture_makes():
     assert [e.key for e in successor._entries] == [e.key for e in fresh._entries]
     assert all(a.token == b.token for a, b in zip(successor._entries, fresh._entries,
                                                   strict=True))
-    assert [e.text for e in successor._entries] == [e.text for e in fresh._entries]
+    assert [str(e.text) for e in successor._entries] == [str(e.text) for e in fresh._entries]
     assert successor.changes() == []
     assert rec.take_successor() is None  # taken once
     run_cell(ns, "def helper(x):\n    return jnp.tan(x)\n")

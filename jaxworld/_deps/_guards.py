@@ -41,10 +41,12 @@ def _holder(obj: Any) -> Callable[[], Any]:
     A dead one returns None; every read through it then raises or reads something else, so the
     guard fails (`_live`, where a read of None could look like a read of `obj`).
     """
-    try:
-        return weakref.ref(obj)
-    except TypeError:
-        return lambda: obj
+    if type(obj).__weakrefoffset__:  # instances of its type can be referred to weakly
+        try:
+            return weakref.ref(obj)
+        except TypeError:
+            pass
+    return lambda: obj
 
 
 def _live(obj: Any) -> Any:
@@ -55,9 +57,8 @@ def _live(obj: Any) -> Any:
 
 def _is(obj: Any) -> Callable[[Any], bool]:
     """`check(current)`: `current` is `obj` itself (held weakly when Python allows)."""
-    try:
-        ref = weakref.ref(obj)
-    except TypeError:
+    ref = _holder(obj)
+    if not isinstance(ref, weakref.ref):
         return lambda current: current is obj
     # A weak-referenceable `obj` is not None, and a dead reference gives None.
     return lambda current: current is not None and current is ref()
@@ -214,10 +215,13 @@ class _Guards:
         self.weak: list[weakref.ref] | tuple[weakref.ref, ...] = []
 
     def ident(self, value: Any) -> int:
-        try:
-            self.weak.append(weakref.ref(value))
-        except TypeError:
-            self.keep.append(value)
+        if type(value).__weakrefoffset__:  # (a try alone costs an exception per None or int)
+            try:
+                self.weak.append(weakref.ref(value))
+                return id(value)
+            except TypeError:
+                pass
+        self.keep.append(value)
         return id(value)
 
     def alive(self) -> bool:

@@ -216,17 +216,19 @@ class DependencyRecord:
                 old_text, new_text = _config_diff(before.token, entry.token)
                 out.append(Change(str(entry.what), old_text, new_text, None))
                 continue
-            old_text = before.text if before is not None else "<not a dependency before>"
+            old_text = (str(before.text or "?") if before is not None
+                        else "<not a dependency before>")
             try:
                 where = _where(entry.value)
             except Exception:
                 where = None
-            out.append(Change(str(entry.what), old_text or "?", entry.text or "?", where))
+            out.append(Change(str(entry.what), old_text, str(entry.text or "?"), where))
         for entry in self._entries:  # dependencies the new walk no longer reaches
             if (entry.key not in seen and not _is_below(entry.key, reported)
                     and entry.key not in reported):
                 reported.add(entry.key)
-                out.append(Change(str(entry.what), entry.text or "?", "<no longer reached>", None))
+                out.append(Change(str(entry.what), str(entry.text or "?"), "<no longer reached>",
+                                  None))
         for entry in walker.entries:  # a record holds its values weakly: drop the live ones
             entry.value = None
         return out, walker

@@ -28,7 +28,7 @@ class _Ident:
     def __init__(self, obj: Any, weak: bool) -> None:
         self._id = id(obj)
         getter: Callable[[], Any] | None = None
-        if weak:
+        if weak and type(obj).__weakrefoffset__:
             try:
                 getter = weakref.ref(obj)
             except TypeError:
@@ -157,6 +157,56 @@ def _short(value: Any, depth: int = 0, digest: str | None = None) -> str:
     name = getattr(type(value), "__qualname__", type(value).__name__)
     label = _instance_dict(value).get("__qualname__")
     return f"{name} {label}" if isinstance(label, str) else f"{name} object at 0x{id(value):x}"
+
+
+class _Later:
+    """A short description formatted only when it is shown (`str`).
+
+    A walk describes every value it records, and nearly every description is only ever read if
+    that value changes. For values whose description cannot change later (code, a function's name
+    and code, a class's name, a scalar), the parts are kept now and formatted on demand; the others
+    (arrays, containers, objects) are described at once, as `_short` does.
+    """
+
+    __slots__ = ("format", "parts")
+
+    def __init__(self, format: Callable[..., str], *parts: Any) -> None:
+        self.format, self.parts = format, parts
+
+    def __str__(self) -> str:
+        return self.format(*self.parts)
+
+
+def _function_text(qualname: str, code: types.CodeType) -> str:
+    return f"function {qualname} at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+
+
+def _code_text(code: types.CodeType) -> str:
+    return f"code of {code.co_name} at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+
+
+def _scalar_text(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_LATER_SCALARS = frozenset({type(None), bool, int, float, complex})
+
+
+def _short_later(value: Any, digest: str | None = None) -> str | _Later:
+    """`_short(value)`, deferred where the description cannot change (see `_Later`)."""
+    cls = type(value)
+    if cls is types.FunctionType:
+        return _Later(_function_text, value.__qualname__, value.__code__)
+    if cls is types.CodeType:
+        return _Later(_code_text, value)
+    if cls in _LATER_SCALARS or (cls in (str, bytes) and len(value) <= 256):
+        return _Later(_scalar_text, value)
+    if cls is types.ModuleType:
+        return _Later("module {}".format, value.__name__)
+    if isinstance(value, type):
+        return _Later("class {}.{}".format, value.__module__, value.__qualname__)
+    return _short(value, digest=digest)
 
 
 class _What:

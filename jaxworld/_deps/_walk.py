@@ -75,7 +75,7 @@ from ._tokens import (
     _Ident,
     _instance_dict,
     _scalar_token,
-    _short,
+    _short_later,
     _Text,
     _Unverifiable,
     _What,
@@ -107,7 +107,7 @@ class _Entry:
     what: _Text
     kind: str  # "dep", "absent" (global not defined), "builtin", "config"
     token: Any = None
-    text: str | None = None  # description, filled at capture
+    text: Any = None  # description (a str or a `_Later`), filled at capture
     value: Any = None  # the live value, kept only by a re-walk (transient)
     place: tuple | None = None  # (kind, holder, name) of a user-level place, for `sites()`
 
@@ -294,7 +294,7 @@ class Walker:
             token = entry.token  # reuse an array's digest rather than hashing twice
             digest = token[4] if isinstance(token, tuple) and token[:1] == ("ndarray",) else None
             try:
-                entry.text = _short(value, digest=digest)
+                entry.text = _short_later(value, digest=digest)
             except Exception:
                 entry.text = f"<{type(value).__name__} object>"
             if self._keep_values:
