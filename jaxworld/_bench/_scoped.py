@@ -4,7 +4,9 @@ A wrapped Hessian under plain `jax.jit(jax.hessian(wrap(f)))`, and K = 10 unrela
 `jax.jit(jax.value_and_grad(step))` functions that never touch jaxworld, in one process:
 
 - 13 "blast radius": the first call of each unrelated function after a relevant change (its
-  helper redefined, then `advance()`) against its steady call;
+  helper redefined, then `advance()`) against its first call after the same pause (and, in the
+  detail, its steady call); "blast radius, vs plain eviction": the same against its first call
+  after plain JAX evicts one Hessian executable (what plain JAX must do to answer the new world);
 - 14 "relevant change, drop-in": redefine, advance and call the wrapped Hessian, against the
   first call of a fresh plain `jax.jit(jax.hessian(f))`;
 - 15 "memory, drop-in": resident memory over `cfg.cycles` relevant advances of that Hessian.
@@ -108,8 +110,38 @@ def bench_scoped(name: str, n: int, cfg: Config) -> list[Row]:
         _all_once(fns, xu)
         return first
 
+    # The same, in plain JAX: to answer the new world, plain JAX must drop the old Hessian's
+    # executable too (`clear_cache`, or a fresh `jax.jit` whose old one is freed). Freeing an XLA
+    # executable slows the next first calls of every other `jax.jit` in the process by itself
+    # (measured: about 2x a pause alone, 10 functions on a 2-core CPU), with no re-trace and no
+    # re-compile: the first-call cost of any correct answer, not of jaxworld.
+
+    def after_plain_eviction():
+        fresh = _namespace(name, n, _new_constant())
+        plain_hessian = jax.jit(jax.hessian(fresh["loss"]))
+        _block(plain_hessian(x))
+        _all_once(fns, xu)
+        _all_once(fns, xu)
+        gc.collect()
+        gc.disable()
+        try:
+            _busy(advance_s[-1] if advance_s else 0.002)
+            plain_hessian.clear_cache()
+            first = _all_once(fns, xu)
+        finally:
+            gc.enable()
+        _all_once(fns, xu)
+        return first
+
     reps = max(cfg.compile_reps, 3) * 3
-    pairs = _interleaved(after_change, after_pause, reps)
+    pairs, plain_pairs = [], []
+    sides = (after_change, after_pause, after_plain_eviction)
+    for i in range(reps):  # the three interleaved, each in each position in turn
+        times = {}
+        for side in sides[i % 3:] + sides[:i % 3]:
+            times[side] = side()
+        pairs.append((times[after_change], times[after_pause]))
+        plain_pairs.append((times[after_change], times[after_plain_eviction]))
     after = jaxworld.stats()
     steady_s = statistics.median(steady)
     ours_s = statistics.median(a for a, _ in pairs)
@@ -128,6 +160,12 @@ def bench_scoped(name: str, n: int, cfg: Config) -> list[Row]:
                                                   - before["scoped_invalidations"]),
                          "global_invalidations": (after["global_invalidations"]
                                                   - before["global_invalidations"])})]
+    rows.append(_row("blast radius, vs plain eviction", name, n, plain_pairs,
+                     baseline_is=(f"first call of {K_UNRELATED} unrelated jax.jit functions after "
+                                  "the same pause and plain JAX's clear_cache() of one Hessian"),
+                     detail={"unrelated": K_UNRELATED,
+                             "plain_eviction_ratio_to_steady":
+                                 statistics.median(b for _, b in plain_pairs) / steady_s}))
 
     # 14: relevant change on the drop-in path, vs plain JAX compiling afresh.
     def ours():
