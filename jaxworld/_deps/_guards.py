@@ -26,7 +26,7 @@ import numpy as np
 
 from ._arrays import array_checker
 from ._classify import is_user_class, is_user_function
-from ._tokens import _ABSENT, _EMPTY_CELL, _MAX_DEPTH, _instance_dict
+from ._tokens import _ABSENT, _EMPTY_CELL, _MAX_DEPTH, _instance_dict, _weak
 
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: instances of such classes can be given another class
 
@@ -41,12 +41,8 @@ def _holder(obj: Any) -> Callable[[], Any]:
     A dead one returns None; every read through it then raises or reads something else, so the
     guard fails (`_live`, where a read of None could look like a read of `obj`).
     """
-    if type(obj).__weakrefoffset__:  # instances of its type can be referred to weakly
-        try:
-            return weakref.ref(obj)
-        except TypeError:
-            pass
-    return lambda: obj
+    ref = _weak(obj)
+    return ref if ref is not None else (lambda: obj)
 
 
 def _live(obj: Any) -> Any:
@@ -57,8 +53,8 @@ def _live(obj: Any) -> Any:
 
 def _is(obj: Any) -> Callable[[Any], bool]:
     """`check(current)`: `current` is `obj` itself (held weakly when Python allows)."""
-    ref = _holder(obj)
-    if not isinstance(ref, weakref.ref):
+    ref = _weak(obj)
+    if ref is None:
         return lambda current: current is obj
     # A weak-referenceable `obj` is not None, and a dead reference gives None.
     return lambda current: current is not None and current is ref()
@@ -215,13 +211,11 @@ class _Guards:
         self.weak: list[weakref.ref] | tuple[weakref.ref, ...] = []
 
     def ident(self, value: Any) -> int:
-        if type(value).__weakrefoffset__:  # (a try alone costs an exception per None or int)
-            try:
-                self.weak.append(weakref.ref(value))
-                return id(value)
-            except TypeError:
-                pass
-        self.keep.append(value)
+        ref = _weak(value)
+        if ref is not None:
+            self.weak.append(ref)
+        else:
+            self.keep.append(value)
         return id(value)
 
     def alive(self) -> bool:

@@ -22,17 +22,25 @@ from .._text import is_notebook_cell
 from ._arrays import array_digest as _array_digest  # ndarray digests live in _arrays (issue #13)
 
 
+def _weak(obj: Any) -> weakref.ref | None:
+    """A weak reference to `obj`, or None where Python cannot refer to it weakly.
+
+    The type is asked first: a `try` alone costs an exception per None, int or tuple.
+    """
+    if type(obj).__weakrefoffset__:
+        try:
+            return weakref.ref(obj)
+        except TypeError:
+            pass
+    return None
+
+
 class _Ident:
     __slots__ = ("_get", "_id")
 
     def __init__(self, obj: Any, weak: bool) -> None:
         self._id = id(obj)
-        getter: Callable[[], Any] | None = None
-        if weak and type(obj).__weakrefoffset__:
-            try:
-                getter = weakref.ref(obj)
-            except TypeError:
-                pass
+        getter = _weak(obj) if weak else None
         self._get = getter if getter is not None else (lambda: obj)
 
     def __eq__(self, other: object) -> bool:
