@@ -835,6 +835,32 @@ def test_guards_see_methods_slots_and_class_changes():
         assert rec.changes()
 
 
+@pytest.mark.parametrize("owner", ["the class", "a base class"])
+def test_guards_see_a_library_class_define_a_name_user_code_reads(owner, monkeypatch):
+    # The names user code reads are looked up along a library object's class MRO; the ones found
+    # nowhere share one guard. Defining one of them later (a data descriptor wins over the
+    # instance dict) changes what the code reads. On a base class this was missed: the attribute
+    # is user code, and user classes' attributes were taken as recorded wholesale, which they are
+    # only when the object's own class is a user class.
+    import logging
+
+    ns = notebook("""
+        log = logging.getLogger("jaxworld.test.level")
+        log.setLevel(10)
+        def f(x):
+            return x * log.level
+    """, logging=logging)
+    rec = DependencyRecord.capture(ns["f"])
+    assert rec._guards_hold()
+    monkeypatch.setattr(logging.Logger, "unrelated_name", 1, raising=False)
+    assert rec.changes() == []  # a name no user code reads: no change
+    klass = logging.Logger if owner == "the class" else logging.Filterer
+    monkeypatch.setattr(klass, "level", property(lambda self: 99), raising=False)
+    assert ns["log"].level == 99
+    assert not rec._guards_hold()
+    assert rec.changes()  # the class (now a user class) or the attribute on its base
+
+
 def test_guards_are_disarmed_when_an_object_they_compare_dies():
     ns = notebook(_GUARDED_SOURCES["helpers and globals"])
     rec = DependencyRecord.capture(ns["f"])

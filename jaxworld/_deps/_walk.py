@@ -693,6 +693,9 @@ def _class(w: Walker, cls: type, at: At) -> None:
 def _named_class_attrs(w: Walker, cls: type, at: At) -> None:
     """Attributes the reader names, resolved through the MRO (library classes)."""
     held = _holder(cls)
+    # A user class's user bases are recorded wholesale (`_class`); a library class's are not (a
+    # library class can subclass a user class, or a base can gain a user attribute).
+    wholesale = is_user_class(cls)
 
     def visit_name(name: str) -> None:
         found = _resolve(cls, name)
@@ -701,8 +704,8 @@ def _named_class_attrs(w: Walker, cls: type, at: At) -> None:
         if found is _ABSENT:
             return
         klass, attr, user = found
-        if user:
-            return  # already recorded wholesale
+        if user and wholesale:
+            return  # recorded by `_class` with the rest of the user class's attributes
         w.visit(attr, at.down(("resolve", name),
                               _What(f"attribute '{name}' of class '{cls.__qualname__}' (",
                                     at.what, ")")))
