@@ -643,6 +643,29 @@ def test_library_functions_are_not_walked():
     assert not any("read by f -> " in line for line in rec.describe())
 
 
+def test_class_decision_follows_a_staticmethod_replaced_again_and_again():
+    # A class is decided once and the decision kept (without holding the class) while its
+    # attribute values stay the same. A replaced staticmethod is freed and the next one can take
+    # its id, so what a staticmethod wraps is compared as well.
+    from jaxworld._deps._classify import is_user_class
+
+    lib: dict = {}
+    fake = os.path.join(os.path.dirname(np.__file__), "_jaxworld_test_library.py")
+    exec(compile("class Lib:\n    @staticmethod\n    def helper(x):\n        return x\n"
+                 "def lib_helper(x):\n    return x\n", fake, "exec"), lib)
+    Lib, mine = lib["Lib"], notebook("def mine(x):\n    return 2 * x\n")["mine"]
+    assert not is_user_class(Lib)
+    reused = 0
+    for i in range(100):
+        user = i % 2 == 0
+        before = id(Lib.__dict__["helper"])
+        del Lib.helper  # freed: the next staticmethod is likely to take its id
+        Lib.helper = staticmethod(mine if user else lib["lib_helper"])
+        reused += id(Lib.__dict__["helper"]) == before
+        assert is_user_class(Lib) is user
+    assert reused  # ids were reused, so the test checks what it means to
+
+
 def test_jax_objects_are_not_walked_into_their_internals():
     ns = notebook("def f(x):\n"
                   "    return jax.nn.relu(x) + jax.tree_util.tree_structure(x).num_leaves\n")

@@ -38,7 +38,7 @@ def _patch_out_methods(monkeypatch):
     walk = importlib.import_module("jaxworld._deps._walk")
     monkeypatch.setattr(_deps.settings, "reach", False)
     monkeypatch.setitem(_deps.EXPANDERS, type, lambda *args, **kwargs: None)
-    monkeypatch.setattr(walk, "_expander_cache", {})
+    monkeypatch.setattr(walk, "_expander_cache", walk.TypeMemo())
 
 
 def test_mutants_cover_each_kind_and_are_undone():

@@ -90,6 +90,33 @@ def test_dead_wrapped_function_and_origin_are_released(use, at_once):
     assert all(r() is None for r in refs)
 
 
+@pytest.mark.parametrize("use", [_use_call, _use_jit_hessian, _use_after_advance],
+                         ids=["call", "jit_hessian", "after_advance"])
+def test_dead_user_classes_are_released(use):
+    # The walk memoizes per type (its rules, what a class's values need checked): a user class,
+    # whose methods' globals hold it, must not be kept alive by those memos, nor by a record.
+    ns = notebook("""
+        class Layer:
+            scale = 2.0
+            def __call__(self, x):
+                return jnp.sin(x) * self.scale
+
+        LAYER = Layer()
+
+        def g(x):
+            return LAYER(x)
+
+        def f(x):
+            return jnp.sum(g(x) ** 2)
+    """)
+    wf = jaxworld.wrap(ns["f"])
+    use(wf)
+    refs = [weakref.ref(ns["Layer"]), weakref.ref(ns["LAYER"])]
+    del wf, ns, use
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
 def test_scoped_relevant_advances_never_clear_jax_caches(monkeypatch):
     """Issue #13: a relevant change evicts the stale entries themselves, so no
     `jax.clear_caches()` is ever needed (and no dead generation is made)."""

@@ -15,19 +15,19 @@ A class that defines no function at all is classified by its module.
 from __future__ import annotations
 
 import functools
-import operator
 import os
 import sys
 import sysconfig
 import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import numpy as np
 
 from ._settings import settings
+from ._tokens import _weak
 
 
 def _library_dirs() -> tuple[str, ...]:
@@ -139,9 +139,53 @@ def functions_in(attr: Any) -> Iterator[types.FunctionType]:
             stack.append(wrapped)
 
 
-# cls -> (the class's attribute values when decided, the decision). The values are held, so that
-# comparing them by identity is exact; a class whose attributes changed is decided again.
-_class_cache: weakref.WeakKeyDictionary[type, tuple[tuple, bool]] = weakref.WeakKeyDictionary()
+# Values `functions_in` finds no function behind, whatever their contents.
+_NO_FUNCTIONS = frozenset({
+    str, bytes, int, float, complex, bool, type(None), tuple, list, dict, set, frozenset,
+    types.MemberDescriptorType, types.GetSetDescriptorType, types.WrapperDescriptorType,
+    types.MethodDescriptorType, types.BuiltinFunctionType, types.MappingProxyType})
+
+
+class _Values:
+    """The attribute values of a class when it was decided, to tell later whether they changed.
+
+    Held without keeping the class alive: a method's globals hold the class, so a strong
+    reference from this cache (whose key is the class) would keep every redefined class, and what
+    its methods read, alive for good. Values are compared by id. Weakly referenceable ones are
+    held weakly (a dead one is a change). Of the others, an id can be reused by a new value once
+    the old one is freed, so what can change the decision is compared too: the type, and, behind
+    a staticmethod, classmethod or property, the functions `functions_in` finds (weakly).
+    """
+
+    __slots__ = ("ids", "inner", "refs", "types")
+
+    def __init__(self, values: tuple) -> None:
+        self.ids = tuple(map(id, values))
+        self.refs: list[tuple[int, weakref.ref]] = []
+        self.types: list[tuple[int, type]] = []
+        self.inner: list[tuple[int, type, tuple[int, ...], tuple[weakref.ref, ...]]] = []
+        for i, value in enumerate(values):
+            ref = _weak(value)
+            if ref is not None:
+                self.refs.append((i, ref))
+            elif type(value) in _NO_FUNCTIONS:
+                self.types.append((i, type(value)))
+            else:
+                found = tuple(functions_in(value))
+                self.inner.append((i, type(value), tuple(map(id, found)),
+                                   tuple(map(weakref.ref, found))))
+
+    def same(self, values: tuple) -> bool:
+        return (tuple(map(id, values)) == self.ids
+                and all(ref() is values[i] for i, ref in self.refs)
+                and all(type(values[i]) is t for i, t in self.types)
+                and all(type(values[i]) is t and tuple(map(id, functions_in(values[i]))) == ids
+                        and all(ref() is not None for ref in refs)
+                        for i, t, ids, refs in self.inner))
+
+
+_class_cache: weakref.WeakKeyDictionary[type, tuple[_Values, bool]] = (
+    weakref.WeakKeyDictionary())
 
 
 def is_user_class(cls: type) -> bool:
@@ -152,11 +196,10 @@ def is_user_class(cls: type) -> bool:
         cached = _class_cache.get(cls)
     except TypeError:  # not weak-referenceable
         return _decide_class(cls)
-    if cached is not None and len(cached[0]) == len(values) and all(
-            map(operator.is_, cached[0], values)):
+    if cached is not None and cached[0].same(values):
         return cached[1]
     decided = _decide_class(cls)
-    _class_cache[cls] = (values, decided)
+    _class_cache[cls] = (_Values(values), decided)
     return decided
 
 
@@ -180,3 +223,44 @@ def _first_function_decides(cls: type) -> bool:
         if isinstance(fn, types.FunctionType):
             return is_user_function(fn)
     return bool(_module_is_user(cls.__module__))
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement or at run time
+
+
+def _lives_forever(cls: type) -> bool:
+    """A static type, or a class a library module defines at its top level."""
+    if not cls.__flags__ & _HEAPTYPE:
+        return True
+    module = sys.modules.get(cls.__module__)
+    file = getattr(module, "__file__", None)
+    return (isinstance(file, str) and not is_user_file(file)
+            and getattr(module, cls.__qualname__, None) is cls)
+
+
+class TypeMemo:
+    """A per-type memo (dispatch rules, what a type's values need checked) that keeps no user
+    class alive: a notebook's redefined class, its methods and the globals they read can be freed.
+
+    Static types and a library module's own classes are held in a plain dict (looked up at C
+    speed); any other class weakly.
+    """
+
+    __slots__ = ("_strong", "_weak")
+
+    def __init__(self) -> None:
+        self._strong: dict[type, Any] = {}
+        self._weak: weakref.WeakKeyDictionary[type, Any] = weakref.WeakKeyDictionary()
+
+    def get(self, cls: type, compute: Callable[[type], Any]) -> Any:
+        try:
+            return self._strong[cls]
+        except KeyError:
+            pass
+        try:
+            return self._weak[cls]
+        except KeyError:
+            pass
+        value = compute(cls)
+        (self._strong if _lives_forever(cls) else self._weak)[cls] = value
+        return value

@@ -25,10 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._arrays import array_checker
-from ._classify import is_user_class, is_user_function
+from ._classify import TypeMemo, is_user_class, is_user_function
 from ._tokens import _ABSENT, _EMPTY_CELL, _MAX_DEPTH, _instance_dict, _weak
-
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: instances of such classes can be given another class
 
 
 class _NotGuardable(Exception):
@@ -75,9 +73,18 @@ _NO_CONTENT = frozenset({type(None), bool, int, float, complex, str, bytes, type
                          types.FunctionType, types.ModuleType, types.MethodType})
 
 
+# Types whose instances have nothing beyond their identity to check, found as they are met: all
+# but NumPy arrays and the mutable (or element-holding) builtin containers, and their subclasses.
+_identity_only = TypeMemo()
+
+
+def _has_no_content(cls: type) -> bool:
+    return cls in _NO_CONTENT or not issubclass(cls, (np.ndarray, tuple, list, dict, set))
+
+
 def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:
     """What of `value` a token folds in beyond its identity (mirrors `_container_token`)."""
-    if type(value) in _NO_CONTENT or value is _ABSENT:
+    if _identity_only.get(type(value), _has_no_content) or value is _ABSENT:
         return None  # the common cases first: nothing beyond identity
     if isinstance(value, np.ndarray):
         return array_checker(value)  # kept copy, digest or read-only flag (issue #13)
@@ -137,6 +144,17 @@ def _resolve(cls: type, name: str) -> tuple | tuple[str]:
         if name in klass.__dict__:
             return klass, klass.__dict__[name], is_user_class(klass)
     return _ABSENT
+
+
+def _lacks(mro_ids: tuple[int, ...], names: list[str]) -> Callable[[Any], bool]:
+    """`check(mro)`: the same classes (kept alive by the guards), none of which defines any of
+    `names` (read when checked: the walk adds to it until it ends)."""
+    def check(mro: tuple[type, ...]) -> bool:
+        if tuple(map(id, mro)) != mro_ids:
+            return False
+        wanted = frozenset(names)
+        return all(wanted.isdisjoint(klass.__dict__) for klass in mro)
+    return check
 
 
 def _same_resolution(found: Any) -> Callable[[Any], bool]:

@@ -133,8 +133,7 @@ def _short(value: Any, depth: int = 0, digest: str | None = None) -> str:
         digest = digest or _array_digest(value)
         return f"ndarray {value.dtype}[{shape}] (contents hash {digest[:8]})"
     if isinstance(value, jax.Array):
-        shape = ",".join(map(str, value.shape))
-        return f"jax.Array {value.dtype}[{shape}] at 0x{id(value):x}"
+        return _jax_array_text(value.dtype, value.shape, id(value))
     if isinstance(value, (np.generic, np.dtype)):
         return repr(value)
     if isinstance(value, types.FunctionType):
@@ -173,7 +172,7 @@ class _Later:
     A walk describes every value it records, and nearly every description is only ever read if
     that value changes. For values whose description cannot change later (code, a function's name
     and code, a class's name, a scalar), the parts are kept now and formatted on demand; the others
-    (arrays, containers, objects) are described at once, as `_short` does.
+    (NumPy arrays, containers, objects) are described at once, as `_short` does.
     """
 
     __slots__ = ("format", "parts")
@@ -191,6 +190,10 @@ def _function_text(qualname: str, code: types.CodeType) -> str:
 
 def _code_text(code: types.CodeType) -> str:
     return f"code of {code.co_name} at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+
+
+def _jax_array_text(dtype: Any, shape: tuple[int, ...], ident: int) -> str:
+    return f"jax.Array {dtype}[{','.join(map(str, shape))}] at 0x{ident:x}"
 
 
 def _scalar_text(value: Any) -> str:
@@ -214,6 +217,8 @@ def _short_later(value: Any, digest: str | None = None) -> str | _Later:
         return _Later("module {}".format, value.__name__)
     if isinstance(value, type):
         return _Later("class {}.{}".format, value.__module__, value.__qualname__)
+    if isinstance(value, jax.Array):  # immutable; formatting its dtype alone costs ~9 us
+        return _Later(_jax_array_text, value.dtype, value.shape, id(value))
     return _short(value, digest=digest)
 
 
@@ -238,10 +243,6 @@ class _What:
             tails.append(node.tail)
             node = node.parent
         return "".join(heads) + node + "".join(reversed(tails))
-
-
-_Text = str | _What  # a description, possibly still lazy
-
 
 
 _Text = str | _What  # a description, possibly still lazy

@@ -41,9 +41,8 @@ import jax
 import numpy as np
 
 from .._compat import AbstractValue, out_of_key_config
-from ._classify import is_user_class, is_user_function
+from ._classify import _HEAPTYPE, TypeMemo, is_user_class, is_user_function
 from ._guards import (
-    _HEAPTYPE,
     _builtins_of,
     _cell_contents,
     _content_checker,
@@ -54,6 +53,7 @@ from ._guards import (
     _holder,
     _In,
     _is_absent_or_none,
+    _lacks,
     _live,
     _NotGuardable,
     _resolve,
@@ -74,7 +74,9 @@ from ._tokens import (
     _code_names,
     _Ident,
     _instance_dict,
+    _Later,
     _scalar_token,
+    _short,
     _short_later,
     _Text,
     _Unverifiable,
@@ -112,15 +114,9 @@ class _Entry:
     place: tuple | None = None  # (kind, holder, name) of a user-level place, for `sites()`
 
 
-def _dispatch(table: dict[type, Callable], cache: dict[type, Callable | None],
-              cls: type) -> Callable | None:
-    try:
-        return cache[cls]
-    except KeyError:
-        pass
-    rule = next((table[k] for k in cls.__mro__ if k in table), None)
-    cache[cls] = rule
-    return rule
+def _dispatch(table: dict[type, Callable], cache: TypeMemo, cls: type) -> Callable | None:
+    """The rule of `table` for `cls`: the first along its MRO (memoized per type)."""
+    return cache.get(cls, lambda c: next((table[k] for k in c.__mro__ if k in table), None))
 
 
 def _is_data_like(obj: Any) -> bool:
@@ -289,12 +285,12 @@ class Walker:
         self.entries.append(entry)
         return entry
 
-    def _fill(self, entry: _Entry, value: Any) -> None:
+    def _fill(self, entry: _Entry, value: Any, text: Any = None) -> None:
         if self.capture:
             token = entry.token  # reuse an array's digest rather than hashing twice
             digest = token[4] if isinstance(token, tuple) and token[:1] == ("ndarray",) else None
             try:
-                entry.text = _short_later(value, digest=digest)
+                entry.text = _short_later(value, digest=digest) if text is None else text
             except Exception:
                 entry.text = f"<{type(value).__name__} object>"
             if self._keep_values:
@@ -495,7 +491,10 @@ class Walker:
     def walk(self, origin: Any, roots: tuple[tuple[str, Any], ...] = ()) -> None:
         config = out_of_key_config()
         self.guard(out_of_key_config, config, check=_equals(config))
-        self.record(At(("jax config",), "JAX configuration", (), ()), "config", config, config)
+        # Guarded above as a whole; its flags are immutable values, described when shown.
+        entry = _Entry(("jax config",), "JAX configuration", "config", config)
+        self._fill(entry, config, text=_Later(_short, config))
+        self.entries.append(entry)
         self.visit(origin, At(("origin",), "traced callable", (), ()))
         for label, value in roots:
             self.visit(value, At(("root", label), label, (), ()))
@@ -556,7 +555,7 @@ TOKENIZERS: dict[type, Callable[[Walker, Any, At], Any]] = {
     tuple: _container, list: _container, dict: _container, set: _container,
     frozenset: _container,
 }
-_tokenizer_cache: dict[type, Callable | None] = {}
+_tokenizer_cache = TypeMemo()
 
 
 # -- expanders: things that hold code -------------------------------------------------------------
@@ -696,13 +695,21 @@ def _named_class_attrs(w: Walker, cls: type, at: At) -> None:
     # A user class's user bases are recorded wholesale (`_class`); a library class's are not (a
     # library class can subclass a user class, or a base can gain a user attribute).
     wholesale = is_user_class(cls)
+    # The names found nowhere along the MRO (most of them: any user code's names are looked up
+    # here) share one guard, added to while the walk runs; each name found has its own.
+    absent: list[str] = []
+    if w.guards is not None:
+        mro = cls.__mro__
+        w.guard(lambda: held().__mro__, None,
+                check=_lacks(tuple(map(w.guards.ident, mro)), absent))
 
     def visit_name(name: str) -> None:
         found = _resolve(cls, name)
-        # One guard per name: where the lookup ends now (class, attribute, user or not).
-        w.guard(lambda n=name: _resolve(held(), n), found, check=_same_resolution(found))
         if found is _ABSENT:
+            absent.append(name)
             return
+        # Where the lookup ends now: class, attribute, user or not.
+        w.guard(lambda n=name: _resolve(held(), n), found, check=_same_resolution(found))
         klass, attr, user = found
         if user and wholesale:
             return  # recorded by `_class` with the rest of the user class's attributes
@@ -869,4 +876,4 @@ EXPANDERS: dict[type, Callable[[Walker, Any, At], None]] = {
     types.MemberDescriptorType: _nothing,
     object: _object,
 }
-_expander_cache: dict[type, Callable | None] = {}
+_expander_cache = TypeMemo()
