@@ -189,12 +189,20 @@ def test_capture_rows_time_a_first_trace_and_the_retrace_a_change_causes(name):
     from jaxworld._bench import _capture
 
     rows = _by_benchmark(_capture.bench_capture(name, 3, TINY))
-    assert set(rows) == {"trace with dependency record", "re-trace after a change"}
+    assert set(rows) == {"trace with dependency record", "hessian trace with dependency record",
+                         "re-trace after a change"}
     reps = max(TINY.trace_reps, 5) * 3
     for row in rows.values():
         _check_timed(row, reps)
-        assert row.target == "<= 1.15" and row.detail["record_entries"] > 0
+        assert row.target == "<= 1.15"
+    for key in ("trace with dependency record", "re-trace after a change"):
+        assert rows[key].detail["record_entries"] > 0
     assert "first trace" in rows["trace with dependency record"].baseline_is
+    # The user's first trace: `jax.hessian` of a fresh `wrap(f)`, with plain JAX's beside it.
+    hessian = rows["hessian trace with dependency record"]
+    assert "jax.hessian(wrap(f))" in hessian.baseline_is
+    assert hessian.detail["plain_jax_hessian_trace_s"] > 0
+    assert hessian.detail["over_plain_jax_hessian_trace"] > 0
     # After a change, `advance()`'s walk of the new world is the re-trace's record.
     assert rows["re-trace after a change"].detail["walk_reused"] == 1.0
 

@@ -64,8 +64,8 @@ class _NoRecord:
 
 
 def bench_capture(name: str, n: int, cfg: Config) -> list[Row]:
-    """9: a first trace with its dependency record vs the same trace without one; then the
-    re-trace a change causes, both ways."""
+    """9: a first trace with its dependency record vs the same trace without one, alone and as
+    part of a first `jax.hessian` trace; then the re-trace a change causes, both ways."""
     import jaxworld
     from jaxworld import _wrap
     from jaxworld._deps import DependencyRecord
@@ -114,6 +114,34 @@ def bench_capture(name: str, n: int, cfg: Config) -> list[Row]:
     rows = [_row("trace with dependency record", name, n, pairs,
                  baseline_is="the same first trace without a record",
                  detail={"record_entries": len(entry.record)})]
+
+    # What a user's first trace costs: `jax.hessian` of a fresh `wrap(f)`, traced to a jaxpr (the
+    # trace of `f`, its record, and the Hessian's derivations), with the record and without.
+    argnum = len(args) - 1  # the model, when there is one, is not differentiated
+
+    def hessian_trace():
+        wrapped = jaxworld.wrap(ns["loss"])
+        return _timed(lambda: jax.make_jaxpr(jax.hessian(wrapped, argnums=argnum))(*args))
+
+    def hessian_without_record():
+        _wrap.DependencyRecord = _NoRecord
+        try:
+            return hessian_trace()
+        finally:
+            _wrap.DependencyRecord = DependencyRecord
+
+    def plain_hessian_trace():
+        return _timed(lambda: jax.make_jaxpr(jax.hessian(ns["loss"], argnums=argnum))(*args))
+
+    hessian_trace(), hessian_without_record(), plain_hessian_trace()
+    pairs = _interleaved(hessian_trace, hessian_without_record, reps)
+    plain_pairs = _interleaved(hessian_trace, plain_hessian_trace, reps)
+    rows.append(_row("hessian trace with dependency record", name, n, pairs,
+                     baseline_is="the same first trace of jax.hessian(wrap(f)) without a record",
+                     detail={"plain_jax_hessian_trace_s": statistics.median(
+                                 p[1] for p in plain_pairs),
+                             "over_plain_jax_hessian_trace": statistics.median(
+                                 a / b for a, b in plain_pairs)}))
 
     # The re-trace a change causes: the helper is redefined and the record checked, as
     # `advance()` does (untimed); then the entry re-traces. That check walked the new world

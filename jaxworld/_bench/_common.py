@@ -30,6 +30,7 @@ TARGETS = {
     "memory": ("<", 50.0),
     "trace with dependency record": ("<=", 1.15),
     "re-trace after a change": ("<=", 1.15),
+    "hessian trace with dependency record": ("<=", 1.15),
     "eager dispatch": ("<=", 1.5),
     "blast radius": ("<=", 1.1),                  # issue #13
     "blast radius, vs plain eviction": ("<=", 1.1),

@@ -25,7 +25,7 @@ from ._classify import is_user_file
 def user_code_that_ran(jaxpr: ClosedJaxpr | Jaxpr,
                        boundary: types.CodeType) -> set[types.CodeType]:
     """User code objects on the stack, below `boundary`'s frame, when equations were bound."""
-    found: set[types.CodeType] = set()
+    below: list[types.CodeType] = []  # every frame's code below the boundary, repeats and all
     stack = [getattr(jaxpr, "jaxpr", jaxpr)]
     seen: set[int] = set()
     while stack:
@@ -37,11 +37,11 @@ def user_code_that_ran(jaxpr: ClosedJaxpr | Jaxpr,
             traceback = eqn.source_info.traceback
             if traceback is not None:
                 codes = traceback.raw_frames()[0]  # innermost first
-                try:
-                    stop = codes.index(boundary)
-                except ValueError:  # traced elsewhere (a cached sub-jaxpr): not this trace
-                    stop = 0
-                found.update(c for c in codes[:stop] if c.co_filename != "<string>"
-                             and is_user_file(c.co_filename))
-            stack.extend(jaxprs_in_params(eqn.params))
-    return found
+                if boundary in codes:  # else traced elsewhere (a cached sub-jaxpr): not this trace
+                    below += codes[:codes.index(boundary)]
+            for param in eqn.params.values():
+                if isinstance(param, (Jaxpr, ClosedJaxpr, tuple)):
+                    stack.extend(jaxprs_in_params({"": param}))
+    # Deduplicated by id (hashing a code object hashes its contents), user code picked once.
+    ran = dict(zip(map(id, below), below, strict=True)).values()
+    return {c for c in ran if c.co_filename != "<string>" and is_user_file(c.co_filename)}
