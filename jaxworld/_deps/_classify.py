@@ -15,6 +15,8 @@ A class that defines no function at all is classified by its module.
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import os
 import sys
 import sysconfig
@@ -139,11 +141,42 @@ def functions_in(attr: Any) -> Iterator[types.FunctionType]:
             stack.append(wrapped)
 
 
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement or at run time
+
+
+def _lives_forever(cls: type) -> bool:
+    """A static type, or a class a library module defines at its top level."""
+    if not cls.__flags__ & _HEAPTYPE:
+        return True
+    module = sys.modules.get(cls.__module__)
+    file = getattr(module, "__file__", None)
+    return (isinstance(file, str) and not is_user_file(file)
+            and getattr(module, cls.__qualname__, None) is cls)
+
+
 # Values `functions_in` finds no function behind, whatever their contents.
 _NO_FUNCTIONS = frozenset({
     str, bytes, int, float, complex, bool, type(None), tuple, list, dict, set, frozenset,
     types.MemberDescriptorType, types.GetSetDescriptorType, types.WrapperDescriptorType,
     types.MethodDescriptorType, types.BuiltinFunctionType, types.MappingProxyType})
+_WRAPPERS = (staticmethod, classmethod, property, functools.partialmethod,
+             functools.cached_property)
+
+
+def _parts(value: Any) -> tuple:
+    """What a wrapper that cannot be referred to weakly wraps (what `functions_in` starts from)."""
+    cls = type(value)
+    if cls is staticmethod or cls is classmethod:
+        return (value.__func__,)
+    if cls is property:
+        return (value.fget, value.fset, value.fdel)
+    if cls is functools.partialmethod or cls is functools.cached_property:
+        return (value.func,)
+    return tuple(functions_in(value))
+
+
+_LEAVES = frozenset({str, bytes, int, float, complex, bool, type(None)})  # reach no class
+_NONES = itertools.repeat(None)
 
 
 class _Values:
@@ -151,40 +184,69 @@ class _Values:
 
     Held without keeping the class alive: a method's globals hold the class, so a strong
     reference from this cache (whose key is the class) would keep every redefined class, and what
-    its methods read, alive for good. Values are compared by id. Weakly referenceable ones are
-    held weakly (a dead one is a change). Of the others, an id can be reused by a new value once
-    the old one is freed, so what can change the decision is compared too: the type, and, behind
-    a staticmethod, classmethod or property, the functions `functions_in` finds (weakly).
+    its methods read, alive for good. Values are compared by id. Strings, numbers and None are
+    held (they reach no class); values Python can refer to weakly are held weakly (a dead one is
+    a change); so their ids cannot be reused meanwhile. The other values' ids can be, once the old
+    value is freed, so what can change the decision is compared too: the type, and what a
+    staticmethod, classmethod or property wraps (held the same way).
     """
 
-    __slots__ = ("ids", "inner", "refs", "types")
+    __slots__ = ("ids", "inner", "keep", "refs", "type_at", "types")
 
     def __init__(self, values: tuple) -> None:
         self.ids = tuple(map(id, values))
-        self.refs: list[tuple[int, weakref.ref]] = []
-        self.types: list[tuple[int, type]] = []
-        self.inner: list[tuple[int, type, tuple[int, ...], tuple[weakref.ref, ...]]] = []
-        for i, value in enumerate(values):
+        keep, refs, type_at, inner = [], [], [], []
+
+        def hold(value: Any) -> None:
             ref = _weak(value)
             if ref is not None:
-                self.refs.append((i, ref))
-            elif type(value) in _NO_FUNCTIONS:
-                self.types.append((i, type(value)))
+                refs.append(ref)
             else:
-                found = tuple(functions_in(value))
-                self.inner.append((i, type(value), tuple(map(id, found)),
-                                   tuple(map(weakref.ref, found))))
+                keep.append(value)
+
+        for i, value in enumerate(values):
+            cls = type(value)
+            if cls in _LEAVES:
+                keep.append(value)
+            elif type(value).__weakrefoffset__ and (ref := _weak(value)) is not None:
+                refs.append(ref)
+            else:
+                type_at.append(i)
+                if cls not in _NO_FUNCTIONS and (cls.__dictoffset__
+                                                 or isinstance(value, _WRAPPERS)):
+                    parts = _parts(value)
+                    inner.append((i, tuple(map(id, parts))))
+                    for part in parts:
+                        hold(part)
+        self.keep, self.refs, self.inner = tuple(keep), tuple(refs), tuple(inner)
+        self.type_at = tuple(type_at)
+        self.types = tuple(type(values[i]) for i in type_at)
 
     def same(self, values: tuple) -> bool:
-        return (tuple(map(id, values)) == self.ids
-                and all(ref() is values[i] for i, ref in self.refs)
-                and all(type(values[i]) is t for i, t in self.types)
-                and all(type(values[i]) is t and tuple(map(id, functions_in(values[i]))) == ids
-                        and all(ref() is not None for ref in refs)
-                        for i, t, ids, refs in self.inner))
+        # The same ids, and everything held weakly still alive: the very same objects (two live
+        # objects never share an id).
+        if tuple(map(id, values)) != self.ids:
+            return False
+        if self.refs and any(map(operator.is_, map(operator.call, self.refs), _NONES)):
+            return False
+        if self.type_at and tuple(map(type, map(values.__getitem__, self.type_at))) != self.types:
+            return False
+        return all(tuple(map(id, _parts(values[i]))) == ids for i, ids in self.inner)
 
 
-_class_cache: weakref.WeakKeyDictionary[type, tuple[_Values, bool]] = (
+class _Held:
+    """The attribute values of a class that is never freed (a library module's own): held."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: tuple) -> None:
+        self.values = values
+
+    def same(self, values: tuple) -> bool:
+        return len(values) == len(self.values) and all(map(operator.is_, self.values, values))
+
+
+_class_cache: weakref.WeakKeyDictionary[type, tuple[_Held | _Values, bool]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -199,7 +261,7 @@ def is_user_class(cls: type) -> bool:
     if cached is not None and cached[0].same(values):
         return cached[1]
     decided = _decide_class(cls)
-    _class_cache[cls] = (_Values(values), decided)
+    _class_cache[cls] = ((_Held if _lives_forever(cls) else _Values)(values), decided)
     return decided
 
 
@@ -223,19 +285,6 @@ def _first_function_decides(cls: type) -> bool:
         if isinstance(fn, types.FunctionType):
             return is_user_function(fn)
     return bool(_module_is_user(cls.__module__))
-
-
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement or at run time
-
-
-def _lives_forever(cls: type) -> bool:
-    """A static type, or a class a library module defines at its top level."""
-    if not cls.__flags__ & _HEAPTYPE:
-        return True
-    module = sys.modules.get(cls.__module__)
-    file = getattr(module, "__file__", None)
-    return (isinstance(file, str) and not is_user_file(file)
-            and getattr(module, cls.__qualname__, None) is cls)
 
 
 class TypeMemo:

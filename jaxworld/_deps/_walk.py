@@ -204,6 +204,7 @@ class Walker:
         self._memo = {} if memo is None else memo  # id(array) -> (array, digest)
         self.entries: list[_Entry] = []
         self._done: dict[tuple, Any] = {}  # (id, tag) -> object, pinned so ids stay unique
+        self._classes: dict[int, tuple[type, bool]] = {}  # id -> (class, is a user class)
         # Containers being tokenized, by id, with their depth on the current path: a cycle's
         # token says which container it closes on (re-pointing a cycle is a change).
         self._active: dict[int, int] = {}
@@ -269,6 +270,13 @@ class Walker:
         return None if self.guards is None else self.guards.finish()
 
     # -- bookkeeping ---------------------------------------------------------------------------
+    def is_user_class(self, cls: type) -> bool:
+        """`is_user_class`, decided once per class in a walk (the class pinned meanwhile)."""
+        known = self._classes.get(id(cls))
+        if known is None or known[0] is not cls:
+            known = self._classes[id(cls)] = (cls, is_user_class(cls))
+        return known[1]
+
     def once(self, obj: Any, tag: Any = None) -> bool:
         """True the first time (obj, tag) is expanded in this walk."""
         k = (id(obj), id(tag))
@@ -372,7 +380,7 @@ class Walker:
             return
         cls = type(value)
         self.visit(cls, at.down("__class__", _What("class of ", at.what)))
-        if not isinstance(value, np.ndarray) and not is_user_class(cls):
+        if not isinstance(value, np.ndarray) and not self.is_user_class(cls):
             return
         held = _holder(value)
         fields = _instance_dict(value)
@@ -648,7 +656,7 @@ def _module(w: Walker, module: types.ModuleType, at: At) -> None:
 
 
 def _class(w: Walker, cls: type, at: At) -> None:
-    user = is_user_class(cls)
+    user = w.is_user_class(cls)
     held = _holder(cls)
     if not user:
         if w.once(cls, None if settings.reach else at.names):
@@ -667,7 +675,7 @@ def _class(w: Walker, cls: type, at: At) -> None:
             continue
         k_held = _holder(klass)
         if klass is not cls:
-            k_user = is_user_class(klass)
+            k_user = w.is_user_class(klass)
             w.guard(lambda k=k_held: is_user_class(_live(k())), k_user, check=_equals(k_user))
             if not k_user:
                 continue  # library bases: their attributes named by the reader, below
@@ -694,7 +702,7 @@ def _named_class_attrs(w: Walker, cls: type, at: At) -> None:
     held = _holder(cls)
     # A user class's user bases are recorded wholesale (`_class`); a library class's are not (a
     # library class can subclass a user class, or a base can gain a user attribute).
-    wholesale = is_user_class(cls)
+    wholesale = w.is_user_class(cls)
     # The names found nowhere along the MRO (most of them: any user code's names are looked up
     # here) share one guard, added to while the walk runs; each name found has its own.
     absent: list[str] = []
@@ -742,7 +750,7 @@ def _nothing(w: Walker, value: Any, at: At) -> None:
 
 def _object(w: Walker, obj: Any, at: At) -> None:
     cls = type(obj)  # guarded by `_object_token` where it could be reassigned
-    user = is_user_class(cls)
+    user = w.is_user_class(cls)
     c_held = _holder(cls)
     if user:
         if w.once(obj):
