@@ -33,12 +33,12 @@ def _patch_out_methods(monkeypatch):
     `settings.reach = False` is the record before issue #11, without the cross-check of the code
     that ran during the trace (which would otherwise notice the unwalked method and re-trace at
     every advance: safe). The walk looks its rules up in `EXPANDERS` through a per-type cache
-    (`_walk._dispatch`), replaced too; everything is restored after the test.
+    (`_walk._expander_rule`), replaced too; everything is restored after the test.
     """
     walk = importlib.import_module("jaxworld._deps._walk")
     monkeypatch.setattr(_deps.settings, "reach", False)
     monkeypatch.setitem(_deps.EXPANDERS, type, lambda *args, **kwargs: None)
-    monkeypatch.setattr(walk, "_expander_cache", walk.TypeMemo())
+    monkeypatch.setattr(walk, "_expander_rule", walk._rules(_deps.EXPANDERS))
 
 
 def test_mutants_cover_each_kind_and_are_undone():

@@ -197,18 +197,11 @@ class _Values:
         self.ids = tuple(map(id, values))
         keep, refs, type_at, inner = [], [], [], []
 
-        def hold(value: Any) -> None:
-            ref = _weak(value)
-            if ref is not None:
-                refs.append(ref)
-            else:
-                keep.append(value)
-
         for i, value in enumerate(values):
             cls = type(value)
             if cls in _LEAVES:
                 keep.append(value)
-            elif type(value).__weakrefoffset__ and (ref := _weak(value)) is not None:
+            elif (ref := _weak(value)) is not None:
                 refs.append(ref)
             else:
                 type_at.append(i)
@@ -216,8 +209,12 @@ class _Values:
                                                  or isinstance(value, _WRAPPERS)):
                     parts = _parts(value)
                     inner.append((i, tuple(map(id, parts))))
-                    for part in parts:
-                        hold(part)
+                    for part in parts:  # held like the values, so their ids stay theirs
+                        part_ref = _weak(part)
+                        if part_ref is None:
+                            keep.append(part)
+                        else:
+                            refs.append(part_ref)
         self.keep, self.refs, self.inner = tuple(keep), tuple(refs), tuple(inner)
         self.type_at = tuple(type_at)
         self.types = tuple(type(values[i]) for i in type_at)
@@ -288,20 +285,21 @@ def _first_function_decides(cls: type) -> bool:
 
 
 class TypeMemo:
-    """A per-type memo (dispatch rules, what a type's values need checked) that keeps no user
-    class alive: a notebook's redefined class, its methods and the globals they read can be freed.
+    """`compute(cls)`, memoized per type, keeping no user class alive: a notebook's redefined
+    class, its methods and the globals they read can be freed.
 
     Static types and a library module's own classes are held in a plain dict (looked up at C
     speed); any other class weakly.
     """
 
-    __slots__ = ("_strong", "_weak")
+    __slots__ = ("_compute", "_strong", "_weak")
 
-    def __init__(self) -> None:
+    def __init__(self, compute: Callable[[type], Any]) -> None:
+        self._compute = compute
         self._strong: dict[type, Any] = {}
         self._weak: weakref.WeakKeyDictionary[type, Any] = weakref.WeakKeyDictionary()
 
-    def get(self, cls: type, compute: Callable[[type], Any]) -> Any:
+    def __call__(self, cls: type) -> Any:
         try:
             return self._strong[cls]
         except KeyError:
@@ -310,6 +308,6 @@ class TypeMemo:
             return self._weak[cls]
         except KeyError:
             pass
-        value = compute(cls)
+        value = self._compute(cls)
         (self._strong if _lives_forever(cls) else self._weak)[cls] = value
         return value

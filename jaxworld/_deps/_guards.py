@@ -75,16 +75,13 @@ _NO_CONTENT = frozenset({type(None), bool, int, float, complex, str, bytes, type
 
 # Types whose instances have nothing beyond their identity to check, found as they are met: all
 # but NumPy arrays and the mutable (or element-holding) builtin containers, and their subclasses.
-_identity_only = TypeMemo()
-
-
-def _has_no_content(cls: type) -> bool:
-    return cls in _NO_CONTENT or not issubclass(cls, (np.ndarray, tuple, list, dict, set))
+_identity_only = TypeMemo(lambda cls: cls in _NO_CONTENT
+                          or not issubclass(cls, (np.ndarray, tuple, list, dict, set)))
 
 
 def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:
     """What of `value` a token folds in beyond its identity (mirrors `_container_token`)."""
-    if _identity_only.get(type(value), _has_no_content) or value is _ABSENT:
+    if _identity_only(type(value)) or value is _ABSENT:
         return None  # the common cases first: nothing beyond identity
     if isinstance(value, np.ndarray):
         return array_checker(value)  # kept copy, digest or read-only flag (issue #13)

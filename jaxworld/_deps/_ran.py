@@ -39,9 +39,7 @@ def user_code_that_ran(jaxpr: ClosedJaxpr | Jaxpr,
                 codes = traceback.raw_frames()[0]  # innermost first
                 if boundary in codes:  # else traced elsewhere (a cached sub-jaxpr): not this trace
                     below += codes[:codes.index(boundary)]
-            for param in eqn.params.values():
-                if isinstance(param, (Jaxpr, ClosedJaxpr, tuple)):
-                    stack.extend(jaxprs_in_params({"": param}))
+            stack.extend(jaxprs_in_params(eqn.params))
     # Deduplicated by id (hashing a code object hashes its contents), user code picked once.
     ran = dict(zip(map(id, below), below, strict=True)).values()
     return {c for c in ran if c.co_filename != "<string>" and is_user_file(c.co_filename)}

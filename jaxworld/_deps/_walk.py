@@ -114,9 +114,9 @@ class _Entry:
     place: tuple | None = None  # (kind, holder, name) of a user-level place, for `sites()`
 
 
-def _dispatch(table: dict[type, Callable], cache: TypeMemo, cls: type) -> Callable | None:
-    """The rule of `table` for `cls`: the first along its MRO (memoized per type)."""
-    return cache.get(cls, lambda c: next((table[k] for k in c.__mro__ if k in table), None))
+def _rules(table: dict[type, Callable]) -> TypeMemo:
+    """The rule of `table` for a type: the first along its MRO (memoized per type)."""
+    return TypeMemo(lambda cls: next((table[k] for k in cls.__mro__ if k in table), None))
 
 
 def _is_data_like(obj: Any) -> bool:
@@ -337,7 +337,7 @@ class Walker:
             return _Unverifiable()
         self._depth += 1
         try:
-            rule = _dispatch(TOKENIZERS, _tokenizer_cache, cls)
+            rule = _tokenizer_rule(cls)
             if rule is not None:
                 return rule(self, value, at)
             return self._object_token(value, at)
@@ -351,7 +351,7 @@ class Walker:
             # is walked (classes and modules are walked the same whatever their metaclass).
             held = _holder(value)
             self.guard(lambda: type(held()), cls)
-        rule = _dispatch(EXPANDERS, _expander_cache, cls)
+        rule = _expander_rule(cls)
         rule(self, value, at)
         if isinstance(value, types.MethodType):  # a fresh object per attribute access
             return ("method", _Ident(value.__func__, self.capture),
@@ -563,7 +563,7 @@ TOKENIZERS: dict[type, Callable[[Walker, Any, At], Any]] = {
     tuple: _container, list: _container, dict: _container, set: _container,
     frozenset: _container,
 }
-_tokenizer_cache = TypeMemo()
+_tokenizer_rule = _rules(TOKENIZERS)
 
 
 # -- expanders: things that hold code -------------------------------------------------------------
@@ -884,4 +884,4 @@ EXPANDERS: dict[type, Callable[[Walker, Any, At], None]] = {
     types.MemberDescriptorType: _nothing,
     object: _object,
 }
-_expander_cache = TypeMemo()
+_expander_rule = _rules(EXPANDERS)
