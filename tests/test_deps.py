@@ -666,6 +666,26 @@ def test_class_decision_follows_a_staticmethod_replaced_again_and_again():
     assert reused  # ids were reused, so the test checks what it means to
 
 
+def test_a_module_getattr_is_never_run_to_classify_a_class(monkeypatch):
+    # Whether a class lives as long as its module is read from the module's dict: a lazy module
+    # `__getattr__` (deprecation warnings, imports on demand) must not run during a walk.
+    lazy = types.ModuleType("jaxworld_test_lazy_module")
+    lazy.__file__ = os.path.join(os.path.dirname(np.__file__), "_jaxworld_test_lazy.py")
+
+    def module_getattr(name):
+        raise RuntimeError(f"module __getattr__ ran for {name!r}")
+
+    lazy.__getattr__ = module_getattr
+    monkeypatch.setitem(sys.modules, lazy.__name__, lazy)
+    Hidden = type("Hidden", (), {"__module__": lazy.__name__, "scale": 2.0})
+    ns = notebook("""
+        def f(x):
+            return x * obj.scale
+    """, obj=Hidden())
+    rec = DependencyRecord.capture(ns["f"])
+    assert rec.changes() == []
+
+
 def test_jax_objects_are_not_walked_into_their_internals():
     ns = notebook("def f(x):\n"
                   "    return jax.nn.relu(x) + jax.tree_util.tree_structure(x).num_leaves\n")

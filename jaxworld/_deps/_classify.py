@@ -148,10 +148,14 @@ def _lives_forever(cls: type) -> bool:
     """A static type, or a class a library module defines at its top level."""
     if not cls.__flags__ & _HEAPTYPE:
         return True
-    module = sys.modules.get(cls.__module__)
-    file = getattr(module, "__file__", None)
+    name = cls.__module__
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    namespace = getattr(module, "__dict__", None)
+    if not isinstance(namespace, dict):
+        return False
+    file = namespace.get("__file__")  # read from the dict: no module __getattr__ is run
     return (isinstance(file, str) and not is_user_file(file)
-            and getattr(module, cls.__qualname__, None) is cls)
+            and namespace.get(cls.__qualname__) is cls)
 
 
 # Values `functions_in` finds no function behind, whatever their contents.
