@@ -69,14 +69,10 @@ def _checker(value: Any, depth: int = 0) -> Callable[[Any], bool]:
     return lambda current: same(current) and content(current)
 
 
-_NO_CONTENT = frozenset({type(None), bool, int, float, complex, str, bytes, type,
-                         types.FunctionType, types.ModuleType, types.MethodType})
-
-
 # Types whose instances have nothing beyond their identity to check, found as they are met: all
 # but NumPy arrays and the mutable (or element-holding) builtin containers, and their subclasses.
-_identity_only = TypeMemo(lambda cls: cls in _NO_CONTENT
-                          or not issubclass(cls, (np.ndarray, tuple, list, dict, set)))
+_identity_only = TypeMemo(
+    lambda cls: not issubclass(cls, (np.ndarray, tuple, list, dict, set)))
 
 
 def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:

@@ -37,8 +37,10 @@ def user_code_that_ran(jaxpr: ClosedJaxpr | Jaxpr,
             traceback = eqn.source_info.traceback
             if traceback is not None:
                 codes = traceback.raw_frames()[0]  # innermost first
-                if boundary in codes:  # else traced elsewhere (a cached sub-jaxpr): not this trace
+                try:
                     below += codes[:codes.index(boundary)]
+                except ValueError:  # traced elsewhere (a cached sub-jaxpr): not this trace
+                    pass
             stack.extend(jaxprs_in_params(eqn.params))
     # Deduplicated by id (hashing a code object hashes its contents), user code picked once.
     ran = dict(zip(map(id, below), below, strict=True)).values()
