@@ -15,9 +15,11 @@ new private one appears elsewhere). Two kinds of names:
 
 from __future__ import annotations
 
+import gc
 import operator
 import os
 import sys
+import weakref
 from collections.abc import Callable
 
 import jax
@@ -31,6 +33,7 @@ from jax._src import compute_on as _compute_on
 from jax._src import core as _core
 from jax._src import pjit as _pjit
 from jax._src import traceback_util as _traceback_util
+from jax._src import util as _util
 from jax._src.config import trace_context as _trace_context
 from jax._src.config import trace_context_names as _trace_context_names
 from jax._src.interpreters import ad as _ad
@@ -352,13 +355,54 @@ def evict_traced(cache, fun) -> None:
     cache.evict_weakref(fun)
 
 
+class _ClearCachesSeen:
+    """Registered with JAX's own cache registry: `jax.clear_caches()` calls `cache_clear`.
+
+    `jax.clear_caches()` empties the map from (callable, options) to each `jax.jit` object's
+    executable cache. A `jax.jit` object made before it keeps its own cache, which
+    `_cpp_pjit(fun, jit_info)` (the lookup `evict_jitted` relies on) no longer finds: it makes a
+    new object with a new, empty cache. So the `jax.jit` objects alive at a clear are noted then
+    (weakly, by their callable), and `evict_jitted` clears theirs as well. JAX calls
+    `cache_clear` before it empties the map, and no `jax.jit` object made later is cut off.
+    """
+
+    def __init__(self) -> None:
+        self.cut_off: dict[int, list[weakref.ref]] = {}  # id(fun) -> jax.jit objects of fun
+
+    def cache_clear(self) -> None:
+        cut_off = self.cut_off
+        for refs in cut_off.values():
+            refs[:] = [r for r in refs if r() is not None]
+        for obj in gc.get_objects():  # ~25 ms per 100,000 objects; a clear re-compiles anyway
+            if type(obj) is _PjitFunction:
+                fun = getattr(obj, "_fun", None)
+                if fun is not None:
+                    refs = cut_off.setdefault(id(fun), [])
+                    if not any(r() is obj for r in refs):
+                        refs.append(weakref.ref(obj))
+        for key in [k for k, refs in cut_off.items() if not refs]:
+            del cut_off[key]
+
+    def jits_of(self, fun) -> list:
+        return [obj for r in self.cut_off.get(id(fun), ()) if (obj := r()) is not None
+                and getattr(obj, "_fun", None) is fun]
+
+
+_PjitFunction = type(jax.jit(operator.pos))
+_CLEAR_CACHES_SEEN = _ClearCachesSeen()  # held here: the registry holds it weakly
+_private(_util, "register_cache")(_CLEAR_CACHES_SEEN, "jaxworld: jax.clear_caches() seen")
+
+
 def evict_jitted(fun, jit_info) -> None:
     """Drop every trace and executable `jax.jit` caches for `fun` (any `jax.jit(fun, ...)`
     object with these options: the C++ cache is keyed on `fun`)."""
     _infer_params_cached.evict_weakref(fun)
     _CACHED_TRACERS[_STAGING_FRAME].evict_weakref(fun)  # as `jax.jit(f).clear_cache()` does
-    if jit_info is not None:
-        _cpp_pjit(fun, jit_info)._clear_cache()
+    if jit_info is None:
+        return
+    _cpp_pjit(fun, jit_info)._clear_cache()
+    for jitted in _CLEAR_CACHES_SEEN.jits_of(fun):  # made before a `jax.clear_caches()`
+        jitted._clear_cache()
 
 
 def lowered_by() -> Staged:

@@ -169,6 +169,25 @@ def test_a_change_reaches_the_dependent_and_leaves_the_rest_warm(name):
     assert jaxworld.stats(w)["traces"] == 2
 
 
+@pytest.mark.parametrize("name", ["jit", "jit of hessian", "nested jit", "scan body",
+                                  "checkpoint", "shard_map"])
+def test_a_change_after_jax_clear_caches_reaches_the_dependent(name):
+    """`jax.clear_caches()` (to free memory, say) detaches every existing `jax.jit` object's
+    executable cache from the map that `evict_jitted` looked it up through: before the fix, the
+    next relevant change evicted a fresh, empty cache and the dependent kept the old world's
+    executable, silently (session 11)."""
+    build = DEPENDENTS[name]
+    ns, w = _world()
+    dependent = build(w)
+    dependent(X)
+    jax.clear_caches()
+    before = np.asarray(dependent(X))  # re-traced and re-compiled after the clear
+    _change(ns)
+    expected = build(_fresh(ns))(X)
+    assert not np.allclose(np.asarray(expected), before)
+    assert_trees_close(dependent(X), expected)
+
+
 def test_dependent_jit_retraces_and_recompiles_exactly_once():
     ns, w = _world()
     h = jax.jit(jax.hessian(w))
