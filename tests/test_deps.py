@@ -964,7 +964,7 @@ def test_code_that_ran_but_is_unreachable_re_traces_at_every_advance(tmp_path):
         def act(z):
             return jnp.tanh(z)
         def f(x):
-            return jnp.sum(registry.lookup("a" + "ct")(x) ** 2)
+            return jnp.sum(registry.lookup("".join(["a", "ct"]))(x) ** 2)  # computed at run time
     """, registry=registry)
     registry.register("act", ns["act"])
     wf = jaxworld.wrap(ns["f"])

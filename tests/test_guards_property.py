@@ -128,3 +128,68 @@ def test_the_set_guard_keeps_its_members_alive():
     assert all(r() is not None for r in refs), "the set guard let its members be freed"
     members.update(Member() for _ in range(2))
     assert not check(members)
+
+
+# -- Containers, buffers and references the walk reads since session 11 -------------------------
+
+MORE_SOURCE = """
+class Obj:
+    def __init__(self, value):
+        self.value = value
+
+def g(x):
+    return x * (len(QUEUE) + TABLE[0] + NUMBERS[0] + len(PROXY) + REF().value + LOCAL.value
+                + VAR.get())
+"""
+
+MORE_MUTATIONS = {
+    # kind: (is it a change?, mutation)
+    "nothing": (False, lambda ns, v: None),
+    "deque-rebound-equal": (False, lambda ns, v: ns.update(QUEUE=type(ns["QUEUE"])(ns["QUEUE"]))),
+    "deque-append": (True, lambda ns, v: ns["QUEUE"].append(v)),
+    "deque-edit-nested": (True, lambda ns, v: ns["QUEUE"].appendleft([v])),
+    "bytearray-edit": (True, lambda ns, v: ns["TABLE"].__setitem__(0, (ns["TABLE"][0] + 1) % 256)),
+    "array-edit": (True, lambda ns, v: ns["NUMBERS"].__setitem__(0, ns["NUMBERS"][0] + 1.0)),
+    "proxied-dict-edit": (True, lambda ns, v: ns["_proxied"].__setitem__("new", v)),
+    "referent-edit": (True, lambda ns, v: setattr(ns["HELD"], "value", ns["HELD"].value + 1)),
+    # (`del`, not `pop`: what a mutation returns is alive while the walk runs.)
+    "referent-freed": (True, lambda ns, v: (ns.__delitem__("HELD"), gc.collect())),
+    "thread-local-edit": (True, lambda ns, v: setattr(ns["LOCAL"], "value", 7.0)),
+    "context-variable-set": (True, lambda ns, v: ns["VAR"].set(9.0)),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=st.lists(data, max_size=3), size=st.integers(1, 5),
+       kind=st.sampled_from(sorted(MORE_MUTATIONS)), value=leaf)
+def test_guards_and_walk_agree_on_deques_buffers_proxies_and_references(items, size, kind, value):
+    import array
+    import collections
+    import contextvars
+    import threading
+    import types
+    import weakref
+
+    ns = notebook(MORE_SOURCE)
+    ns["QUEUE"] = collections.deque(items)
+    ns["TABLE"] = bytearray(range(size))
+    ns["NUMBERS"] = array.array("d", [float(i) for i in range(size)])
+    ns["_proxied"] = {"k": 1.0}
+    ns["PROXY"] = types.MappingProxyType(ns["_proxied"])
+    ns["HELD"] = ns["Obj"](1.0)
+    ns["REF"] = weakref.ref(ns["HELD"])
+    ns["LOCAL"] = threading.local()
+    ns["LOCAL"].value = 1.0
+    ns["VAR"] = contextvars.ContextVar("var", default=1.0)
+    rec = DependencyRecord.capture(ns["g"])
+    is_change, mutation = MORE_MUTATIONS[kind]
+    # In a copy of the current context: a ContextVar set here leaves the test's context alone.
+    walked, held = contextvars.copy_context().run(
+        lambda: (mutation(ns, value), rec._walk_changes(ns["g"], None)[0],
+                 rec._guards_hold())[1:])
+    assert not (held and walked), f"guards held but the walk found {walked}"
+    if is_change:
+        assert walked, f"mutation {kind!r} was not seen"
+        assert not held
+    else:
+        assert walked == [], f"{kind!r} is no change, the walk found {walked}"

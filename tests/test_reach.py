@@ -371,6 +371,123 @@ PATTERNS = (
         args = (jnp.asarray(X),)
     """, "W[:] = [-4.0, 0.5, 6.0]", reach=False, new_preparation_sees_old_world=True,
             eager_hessian_in_default_run=True),
+
+    # -- Found by probing, session 11: places read by name at run time, and containers, buffers
+    # and references the walk took for opaque. Each was silently stale before.
+    Pattern("global_read_through_globals_subscript", """
+        SCALE = 2.0
+        def f(x):
+            return jnp.sum(globals()["SCALE"] * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "SCALE = 3.0"),
+    Pattern("global_read_through_eval_of_its_name", """
+        SCALE = 2.0
+        def f(x):
+            return jnp.sum(eval("SCALE") * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "SCALE = 3.0", kind="grad"),
+    Pattern("class_attribute_read_through_vars", """
+        class K:
+            s = 2.0
+        def f(x):
+            return jnp.sum(vars(K)["s"] * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "K.s = 3.0"),
+    Pattern("library_object_attribute_read_through_getattr", """
+        lib = library_code('''
+            class Settings:
+                def __init__(self):
+                    self.scale, self.shift = 2.0, 0.0
+        ''')
+        cfg = lib["Settings"]()
+        def scaled(v, name):
+            return getattr(cfg, name) * v
+        def f(x):
+            return jnp.sum(scaled(jnp.sin(x), "scale") ** 2)
+        args = (jnp.asarray(X),)
+    """, "cfg.scale = 3.0", kind="grad"),
+    Pattern("singledispatch_function_given_a_new_implementation", """
+        @functools.singledispatch
+        def scale(v):
+            return 2.0
+        def f(x):
+            return jnp.sum(scale(1.0) * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, """
+@scale.register(float)
+def _(v):
+    return 3.0
+"""),
+    Pattern("attribute_of_a_weakly_referenced_object", """
+        import weakref
+        class C:
+            s = 2.0
+        c = C()
+        ref = weakref.ref(c)
+        def f(x):
+            return jnp.sum(ref().s * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "c.s = 3.0"),
+    Pattern("context_variable_set_anew", """
+        import contextvars
+        scale = contextvars.ContextVar("scale", default=2.0)
+        def f(x):
+            return jnp.sum(scale.get() * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "_token = scale.set(3.0); _cleanups.append(lambda: scale.reset(_token))",
+            kind="grad"),
+    Pattern("environment_variable_read_at_trace_time", """
+        import os
+        _name = "JAXWORLD_TEST_REACH_SCALE"
+        os.environ[_name] = "2.0"
+        _cleanups.append(lambda: os.environ.pop(_name, None))
+        def f(x):
+            return jnp.sum(float(os.environ[_name]) * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "os.environ[_name] = '3.0'", reach=False),
+    Pattern("attribute_of_a_threading_local", """
+        import threading
+        local = threading.local()
+        local.scale = 2.0
+        def f(x):
+            return jnp.sum(local.scale * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "local.scale = 3.0", reach=False, kind="grad"),
+    Pattern("mappingproxy_whose_dict_is_edited", """
+        _d = {"scale": 2.0}
+        cfg = types.MappingProxyType(_d)
+        def f(x):
+            return jnp.sum(cfg["scale"] * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "_d['scale'] = 3.0", reach=False),
+    Pattern("deque_edited_in_place", """
+        import collections
+        scales = collections.deque([2.0, 1.0])
+        def f(x):
+            return jnp.sum(scales[0] * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "scales[0] = 3.0", reach=False, kind="grad"),
+    Pattern("array_module_buffer_edited_in_place", """
+        import array
+        scales = array.array("d", [2.0, 1.0])
+        def f(x):
+            return jnp.sum(scales[0] * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "scales[0] = 3.0", reach=False),
+    Pattern("bytearray_edited_in_place", """
+        table = bytearray([2, 1])
+        def f(x):
+            return jnp.sum(table[0] * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "table[0] = 3", reach=False, kind="grad"),
+    # Plain JAX is stale here too: `jax.checkpoint` caches its trace keyed on the lambda, which
+    # did not change; jaxworld evicts the traces of every user function its record met.
+    Pattern("checkpointed_lambda_calls_redefined_helper", _HELPER + """
+        remat_act = jax.checkpoint(lambda v: act(v))
+        def f(x):
+            return jnp.sum(remat_act(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, _NEW_HELPER, reach=False, jax_keeps_stale_traces=True),
 )
 
 REACH_PATTERNS = tuple(p for p in PATTERNS if p.reach)

@@ -26,7 +26,18 @@ import numpy as np
 
 from ._arrays import array_checker
 from ._classify import TypeMemo, is_user_class, is_user_function
-from ._tokens import _ABSENT, _EMPTY_CELL, _MAX_DEPTH, _instance_dict, _weak
+from ._tokens import (
+    _ABSENT,
+    _BUFFERS,
+    _EMPTY_CELL,
+    _MAX_DEPTH,
+    _MORE_CONTAINERS,
+    _buffer_token,
+    _Environ,
+    _environ_items,
+    _instance_dict,
+    _weak,
+)
 
 
 class _NotGuardable(Exception):
@@ -70,9 +81,10 @@ def _checker(value: Any, depth: int = 0) -> Callable[[Any], bool]:
 
 
 # Types whose instances have nothing beyond their identity to check, found as they are met: all
-# but NumPy arrays and the mutable (or element-holding) builtin containers, and their subclasses.
-_identity_only = TypeMemo(
-    lambda cls: not issubclass(cls, (np.ndarray, tuple, list, dict, set)))
+# but NumPy arrays, the mutable (or element-holding) builtin containers, deques, mappingproxies,
+# mutable buffers and `os.environ`, and their subclasses.
+_HAVE_CONTENTS = (np.ndarray, tuple, list, dict, set, *_MORE_CONTAINERS, *_BUFFERS, _Environ)
+_identity_only = TypeMemo(lambda cls: not issubclass(cls, _HAVE_CONTENTS))
 
 
 def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:
@@ -81,7 +93,13 @@ def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:
         return None  # the common cases first: nothing beyond identity
     if isinstance(value, np.ndarray):
         return array_checker(value)  # kept copy, digest or read-only flag (issue #13)
-    if not isinstance(value, (tuple, list, dict, set)):
+    if isinstance(value, _BUFFERS):
+        snapshot = _buffer_token(value)
+        return lambda current: _buffer_token(current) == snapshot
+    if isinstance(value, _Environ):
+        variables = _environ_items(value)
+        return lambda current: _environ_items(current) == variables
+    if not isinstance(value, (tuple, list, dict, set, *_MORE_CONTAINERS)):
         return None  # scalars, frozensets (hashable elements only), objects: identity says it all
     if depth >= _MAX_DEPTH:
         raise _NotGuardable
@@ -98,7 +116,7 @@ def _content_checker(value: Any, depth: int) -> Callable[[Any], bool] | None:
         if not inner:
             return None
         return lambda current: all(check(current[i]) for i, check in inner)
-    if isinstance(value, dict):
+    if isinstance(value, (dict, types.MappingProxyType)):
         checks = tuple((_checker(k, depth + 1), _checker(v, depth + 1))
                        for k, v in list(value.items()))
 

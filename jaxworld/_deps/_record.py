@@ -89,6 +89,8 @@ class DependencyRecord:
         # False when a value could not be inspected: every check then reports a change.
         self.verifiable = walker.verifiable
         self._codes = frozenset(walker.codes)
+        # Every user function the walk met, held weakly (`user_callables`).
+        self._functions = tuple(map(weakref.ref, dict.fromkeys(walker.functions)))
         self._reach = settings.reach  # a record is compared only under the switch it was made with
         # Code that ran during the trace but that nothing in the record reaches (`cover`).
         self.unreached: tuple[str, ...] = ()
@@ -234,14 +236,21 @@ class DependencyRecord:
         return out, walker
 
     def user_callables(self) -> list[Any]:
-        """The user functions (and `jax.jit`s of user functions) at this record's places, live:
-        JAX may hold traces of them keyed by identity (`_caches.evict_reached`)."""
+        """The user functions (and `jax.jit`s of user functions) at this record's places, and
+        every other user function its walk met, live: JAX may hold traces of them keyed by
+        identity (`_caches.evict_reached`)."""
         out = []
         for site in self.sites():
             value = site.value
             inner = getattr(value, "_fun", value)  # a `jax.jit` object's function
             if isinstance(inner, types.FunctionType) and is_user_function(inner):
                 out.append(value)
+        # And the user functions met elsewhere (behind a library wrapper's `__wrapped__`, in a
+        # closure cell, a method of a class): `jax.checkpoint(lambda v: act(v))` caches its
+        # trace keyed on the lambda, which no user-level place holds.
+        listed = {id(v) for v in out}
+        out.extend(fn for ref in self._functions
+                   if (fn := ref()) is not None and id(fn) not in listed)
         return out
 
     def sites(self) -> list[Site]:

@@ -7,9 +7,13 @@ referent never equals a live object, so id reuse cannot hide a change).
 
 from __future__ import annotations
 
+import array
+import collections
 import functools
 import hashlib
+import keyword
 import os
+import threading
 import types
 import weakref
 from collections.abc import Callable
@@ -70,6 +74,11 @@ _CUSTOM_RULE_FIELDS = ("fun", "jvp", "fwd", "bwd", "nondiff_argnums", "nondiff_a
                        "symbolic_zeros", "optimize_remat")
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _CONTAINERS = (tuple, list, dict, set, frozenset)
+# Element-holding types that are not builtin containers but are read the same way: a deque like a
+# list, a mappingproxy like the dict behind it (issue #11: session 11's probes).
+_MORE_CONTAINERS = (collections.deque, types.MappingProxyType)
+_BUFFERS = (bytearray, array.array)  # mutable bytes: their contents are the token
+_BUFFER_BYTES_KEPT = 1 << 16  # up to this size a buffer's token holds its bytes, beyond a digest
 _BORING_CLASS_ATTRS = frozenset(
     {"__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__annotations__",
      "__slots__", "__firstlineno__", "__static_attributes__",
@@ -93,13 +102,43 @@ def _scalar_token(value: Any) -> tuple:
     return (type(value), value)
 
 
+_thread_local = threading.local
+
+
 def _instance_dict(obj: Any) -> dict:
-    """`obj.__dict__` without triggering `__getattr__`; {} when there is none."""
+    """`obj.__dict__` without triggering `__getattr__`; {} when there is none.
+
+    A `threading.local` keeps one dict per thread, which only its own attribute lookup finds:
+    this thread's dict.
+    """
     try:
         d = object.__getattribute__(obj, "__dict__")
     except (AttributeError, TypeError):
-        return {}
+        if not isinstance(obj, _thread_local):
+            return {}
+        try:
+            d = _thread_local.__getattribute__(obj, "__dict__")
+        except AttributeError:
+            return {}
     return d if isinstance(d, dict) else {}
+
+
+_Environ = type(os.environ)
+
+
+def _environ_items(value: Any) -> dict:
+    """The variables of `os.environ` (or another `os._Environ`), as stored (no decoding)."""
+    data = getattr(value, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(value)
+
+
+def _buffer_token(value: bytearray | array.array) -> tuple:
+    """A mutable buffer's contents (its bytes, or their digest when large) and item type."""
+    kind = value.typecode if isinstance(value, array.array) else "B"
+    data = memoryview(value).cast("B")
+    if data.nbytes <= _BUFFER_BYTES_KEPT:
+        return (type(value), kind, bytes(data))
+    return (type(value), kind, data.nbytes, _digest(data))
 
 
 _names_by_code: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = (
@@ -118,6 +157,38 @@ def _code_names(code: types.CodeType) -> tuple[str, ...]:
         names.update(dict.fromkeys(c.co_names))
         stack.extend(reversed([k for k in c.co_consts if isinstance(k, types.CodeType)]))
     result = _names_by_code[code] = tuple(names)
+    return result
+
+
+_strings_by_code: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _code_strings(code: types.CodeType) -> tuple[str, ...]:
+    """String constants of `code` (and its nested code) that are identifiers, not in co_names.
+
+    They are names read at run time: ``globals()["SCALE"]``, ``getattr(cfg, "scale")``,
+    ``vars(K)["s"]``, ``os.environ["SCALE"]``, ``eval("SCALE")``. A name computed at run time
+    (``"s" + suffix``) is not among them.
+    """
+    cached = _strings_by_code.get(code)
+    if cached is not None:
+        return cached
+    names = dict.fromkeys(_code_names(code))
+    found: dict[str, None] = {}
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        for k in c.co_consts:
+            if type(k) is str:
+                if k.isidentifier() and not keyword.iskeyword(k) and k not in names:
+                    found[k] = None
+            elif isinstance(k, types.CodeType):
+                stack.append(k)
+            elif type(k) is tuple:  # constant tuples: getattr(obj, name) for name in ("a", "b")
+                found.update((e, None) for e in k if type(e) is str and e.isidentifier()
+                             and not keyword.iskeyword(e) and e not in names)
+    result = _strings_by_code[code] = tuple(found)
     return result
 
 
@@ -152,11 +223,13 @@ def _short(value: Any, depth: int = 0, digest: str | None = None) -> str:
         return f"module {value.__name__}"
     if isinstance(value, type):
         return f"class {value.__module__}.{value.__qualname__}"
-    if isinstance(value, _CONTAINERS):
+    if isinstance(value, _BUFFERS):
+        return f"{type(value).__qualname__} of {len(value)} items"
+    if isinstance(value, _CONTAINERS + _MORE_CONTAINERS):
         kind = type(value).__qualname__
         if depth >= 1 or len(value) > 6:
             return f"{kind} of {len(value)} items"
-        if isinstance(value, dict):
+        if isinstance(value, (dict, types.MappingProxyType)):
             parts = [f"{_short(k, 1)}: {_short(v, 1)}" for k, v in value.items()]
         else:
             parts = [_short(v, 1) for v in value]

@@ -23,11 +23,19 @@ What each rule follows (issue #11 added the parts marked *):
   field holding user code (a user function in an ``eqx.nn.MLP``'s activation)*;
 * instances of user subclasses of builtins (NamedTuple with methods, float / dict subclasses,
   IntEnum) and of NumPy arrays (a masked array's mask): their value, class and fields*;
-* JAX's trace configuration flags that JAX leaves out of its own cache key*.
+* JAX's trace configuration flags that JAX leaves out of its own cache key*;
+* (session 11, each once silently stale) identifier string constants of user code as names it
+  reads (``globals()["SCALE"]``, ``getattr(cfg, "scale")``); deques, mappingproxies, bytearrays,
+  ``array.array`` and ``os.environ`` by content; a weakref's referent; a ContextVar's value; a
+  ``threading.local``'s attributes; attributes of library functions holding user code (a
+  ``functools.singledispatch`` registry).
 """
 
 from __future__ import annotations
 
+import array
+import collections
+import contextvars
 import dataclasses
 import functools
 import sys
@@ -69,9 +77,14 @@ from ._tokens import (
     _CUSTOM_RULE_FIELDS,
     _EMPTY_CELL,
     _MAX_DEPTH,
+    _MORE_CONTAINERS,
     _SCALARS,
     _array_digest,
+    _buffer_token,
     _code_names,
+    _code_strings,
+    _Environ,
+    _environ_items,
     _Ident,
     _instance_dict,
     _Later,
@@ -84,7 +97,7 @@ from ._tokens import (
 )
 
 _EXACT_SCALARS = frozenset(_SCALARS)
-_EXACT_CONTAINERS = frozenset(_CONTAINERS)
+_EXACT_CONTAINERS = frozenset(_CONTAINERS + _MORE_CONTAINERS)
 # Fields of library objects are followed into values of these kinds when nobody names them.
 _DATA_LIKE = (types.SimpleNamespace,)
 _MAX_SCAN = 64  # elements looked at when asking whether a library field holds user code
@@ -139,9 +152,10 @@ def _bears_code(value: Any, depth: int = 0) -> bool:
                 or _bears_code(value.keywords, depth + 1))
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         return False
-    if isinstance(value, (list, tuple)):
-        return any(_bears_code(v, depth + 1) for v in value[:_MAX_SCAN])
-    if isinstance(value, dict):
+    if isinstance(value, (list, tuple, collections.deque)):
+        return any(_bears_code(v, depth + 1) for _, v in zip(range(_MAX_SCAN), value,
+                                                             strict=False))
+    if isinstance(value, (dict, types.MappingProxyType)):
         return any(_bears_code(v, depth + 1)
                    for _, v in zip(range(_MAX_SCAN), value.values(), strict=False))
     if isinstance(value, (types.ModuleType, AbstractValue)):
@@ -218,6 +232,9 @@ class Walker:
         # classes whose attributes of those names are walked (issue #11: a method reading
         # `self.cfg.scale` names `scale` for the config object its caller passed).
         self.user_names: dict[str, None] = {}
+        # Every user function walked: JAX may cache traces keyed on any of them (a
+        # `jax.checkpoint` of a lambda, reached through the checkpoint's `__wrapped__`).
+        self.functions: list[types.FunctionType] = []
         self._named_holders: list[tuple[Any, At, set[str], Callable]] = []
 
     # -- guards --------------------------------------------------------------------------------
@@ -398,7 +415,11 @@ class Walker:
         via = " -> ".join(trail)
         code = fn.__code__
         names = _code_names(code)
+        if settings.reach:
+            # Identifier string constants are names too (`globals()["SCALE"]`, issue #11).
+            names = names + _code_strings(code)
         at = At(at.key, at.what, trail, names)
+        self.functions.append(fn)
         if settings.reach:
             self.user_names.update(dict.fromkeys(names))
         self._note_code(code)
@@ -531,7 +552,7 @@ def _container(w: Walker, value: Any, at: At) -> Any:
         return ("<cycle>", type(value), len(w._active) - depth)
     w._active[id(value)] = len(w._active)
     try:
-        if isinstance(value, dict):
+        if isinstance(value, (dict, types.MappingProxyType)):
             items = []
             for i, (k, v) in enumerate(list(value.items())):
                 short = isinstance(k, (str, int)) and len(repr(k)) < 40
@@ -561,7 +582,10 @@ TOKENIZERS: dict[type, Callable[[Walker, Any, At], Any]] = {
     jax.Array: lambda w, v, at: _Ident(v, w.capture),  # immutable: identity suffices
     AbstractValue: lambda w, v, at: (AbstractValue, v),  # an argument's aval in a skeleton
     tuple: _container, list: _container, dict: _container, set: _container,
-    frozenset: _container,
+    frozenset: _container, collections.deque: _container, types.MappingProxyType: _container,
+    bytearray: lambda w, v, at: _buffer_token(v),
+    array.array: lambda w, v, at: _buffer_token(v),
+    _Environ: lambda w, v, at: (_Environ, tuple(sorted(_environ_items(v).items()))),
 }
 _tokenizer_rule = _rules(TOKENIZERS)
 
@@ -602,6 +626,10 @@ def _library_function(w: Walker, fn: types.FunctionType, at: At) -> None:
             w.guard(read, content, check=(
                 lambda current, w_=wrapped: current is _EMPTY_CELL or current is w_
                 or not _followed(current)))
+    if settings.reach:
+        # Attributes holding user code: `functools.singledispatch`'s `registry` of user
+        # functions, a hook a library function was given (issue #11).
+        _code_bearing_fields(w, fn, at._replace(names=()))
 
 
 def _method(w: Walker, value: types.MethodType, at: At) -> None:
@@ -744,6 +772,22 @@ def _custom_rule(w: Walker, value: Any, at: At) -> None:
             w.guard(read, _ABSENT)
 
 
+def _weakref(w: Walker, ref: weakref.ref, at: At) -> None:
+    # `REF().scale`: the referent is what the code reads (None once it is freed).
+    if settings.reach and w.once(ref):
+        held = _holder(ref)
+        w.visit(ref(), at.down("referent", _What("referent of ", at.what)),
+                read=lambda: _live(held())())
+
+
+def _context_var(w: Walker, var: contextvars.ContextVar, at: At) -> None:
+    # `VAR.get()`: its value in the context of the thread that walks (see README).
+    if settings.reach and w.once(var):
+        held = _holder(var)
+        w.visit(var.get(_ABSENT), at.down("value", _What("value of ", at.what)),
+                read=lambda: _live(held()).get(_ABSENT))
+
+
 def _nothing(w: Walker, value: Any, at: At) -> None:
     """C-level callables and slots: nothing behind them to walk."""
 
@@ -877,6 +921,8 @@ EXPANDERS: dict[type, Callable[[Walker, Any, At], None]] = {
     type: _class,
     jax.custom_jvp: _custom_rule,
     jax.custom_vjp: _custom_rule,
+    weakref.ref: _weakref,
+    contextvars.ContextVar: _context_var,
     types.BuiltinFunctionType: _nothing,
     types.WrapperDescriptorType: _nothing,
     types.MethodDescriptorType: _nothing,
