@@ -250,6 +250,9 @@ _UNCACHED_STAGING_FRAME = (_pe.__file__, "trace_to_jaxpr_dynamic")
 _TANGENT_FRAMES = frozenset(
     (_ad.__file__, name)
     for name in ("linearize", "linearize_subtrace", "linearize_subtrace_2", "_linearize_jaxpr"))
+# The frames in which a nested trace starts: in a traceback (innermost first), the frames before
+# the first of them ran inside that trace (`_deps._ran.reused_user_traces`).
+STAGING_FRAMES = frozenset({*_CACHED_TRACERS, _UNCACHED_STAGING_FRAME})
 # `jax.jit`'s Python path: `_infer_params(fun, ji, ...)` (its `_infer_params_cached` is keyed on
 # `fun`, its C++ cache on `fun` and `ji`'s options) and `cache_miss`, which holds `fun` until
 # the executable is in the C++ cache (the compile comes after the trace).

@@ -49,7 +49,7 @@ from ._compat import (
     trace_to_jaxpr_dynamic,
     wrap_init,
 )
-from ._deps import Change, DependencyRecord
+from ._deps import Change, DependencyRecord, reused_user_traces
 from ._errors import StaleClosureError, StaleClosureWarning, WorldChangeError, user_stacklevel
 from ._filter import abstractify_all, all_traced, filter_leaves, mark_static
 from ._policy import check_policy, effective_policy
@@ -254,6 +254,19 @@ class _Entry(_validity.Source):
                 with _epoch.retracing(e):
                     jaxpr, in_tree, out_tree = self.trace_fn()
                 _stats.count("traces", self.owner)
+                reused = (reused_user_traces(self.closure.jaxpr, jaxpr)
+                          if self.closure is not None else [])
+                if reused:
+                    # JAX's caches handed back traces of user code from before the change, keyed
+                    # on what the change did not touch (a library's `jax.jit` with the user's
+                    # function as a static argument: diffrax, optimistix, lineax). Only a new
+                    # cache key for every `jax.jit` reaches them: the global fallback.
+                    _epoch.invalidate_everything(
+                        "JAX's caches handed back traces made before the change, of user code "
+                        f"inside {', '.join(sorted(set(reused)))}")
+                    with _epoch.retracing(e):
+                        jaxpr, in_tree, out_tree = self.trace_fn()
+                    _stats.count("traces", self.owner)
                 # Another thread may have rebound what the trace read while it ran (a notebook
                 # cell executing during a call): the trace could mix two versions of the code.
                 # Accept it only if everything it depends on is as it was before. (A record

@@ -339,3 +339,71 @@ def test_a_hidden_holder_whose_signature_changed_raises_and_calling_again_works(
     with pytest.raises(jaxworld.WorldChangeError):
         outer(X)
     assert_trees_close(outer(X), np.sum(np.concatenate([X, X]) * 2.0 + 1.0))
+
+
+_LIBRARY_SOLVER = """
+    import functools
+    import jax
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def solve(fn, x):  # a library's jax.jit with the user's function as a static argument
+        return fn(x) * 2.0
+"""
+
+
+def test_a_library_jit_keyed_on_a_user_function_takes_the_global_fallback():
+    """A library's `jax.jit` (diffrax's `diffeqsolve`, optimistix's solvers) caches its trace
+    keyed on the user's function, which did not change when what it reads did: JAX's cache hands
+    the old trace back to the re-trace, and plain JAX traced fresh is stale too (session 11).
+    jaxworld sees a nested trace of user code come back unchanged and takes the global fallback,
+    counted and explained."""
+    from .reach_helpers import library_code
+
+    ns = notebook("""
+        K = 1.0
+        def field(v):
+            return -K * v
+        def loss(x):
+            return jnp.sum(solve(field, x) ** 2)
+    """, {"jax": jax, "jnp": jnp, "solve": library_code(_LIBRARY_SOLVER)["solve"]})
+    w = jaxworld.wrap(ns["loss"])
+    h = jax.jit(jax.hessian(w))
+    before = np.asarray(h(X))
+    stale = np.asarray(jax.jit(jax.hessian(_fresh_of(ns, "loss")))(X))
+    stats = jaxworld.stats()
+    notebook("K = 3.0", ns)
+    jaxworld.advance()
+    assert_trees_close(np.asarray(jax.jit(jax.hessian(_fresh_of(ns, "loss")))(X)), stale)
+    after = h(X)  # before any clear: plain JAX above is stale, jaxworld must not be
+    assert jaxworld.stats()["global_invalidations"] == stats["global_invalidations"] + 1
+    jax.clear_caches()
+    expected = jax.jit(jax.hessian(_fresh_of(ns, "loss")))(X)
+    assert not np.allclose(np.asarray(expected), before)
+    assert_trees_close(after, expected)
+    assert "JAX's caches handed back traces made before the change" in (
+        jaxworld._epoch.last_global_reason)
+
+
+def test_nested_library_jits_of_library_code_keep_the_change_scoped():
+    """The fallback above is for nested traces that ran user code inside them: `jnp` functions
+    and a library's jax.jit of library code, called from user code, stay on the scoped path."""
+    ns = notebook("""
+        def act(z):
+            return jnp.tanh(z)
+        def loss(x):
+            return jnp.linalg.norm(act(x)) + jnp.sum(jax.nn.logsumexp(x) * act(x))
+    """)
+    w = jaxworld.wrap(ns["loss"])
+    h = jax.jit(jax.hessian(w))
+    h(X)
+    stats = jaxworld.stats()
+    notebook("def act(z):\n    return jnp.sin(z) * 2.0\n", ns)
+    jaxworld.advance()
+    assert_trees_close(h(X), jax.jit(jax.hessian(_fresh_of(ns, "loss")))(X))
+    now = jaxworld.stats()
+    assert now["global_invalidations"] == stats["global_invalidations"]
+    assert now["scoped_invalidations"] == stats["scoped_invalidations"] + 1
+
+
+def _fresh_of(ns, name):
+    return lambda x: ns[name](x)

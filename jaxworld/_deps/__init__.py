@@ -22,12 +22,12 @@ One module per job:
 Out of reach (limitations): state mutated in place behind opaque C types; fields of library
 objects that no user code names, that hold no user code and that are not data-like (dataclass,
 ``SimpleNamespace``); elements of object-dtype arrays (compared by identity); names computed at
-run time (``getattr(obj, name)``, ``globals()[name]``, ``eval``/``exec``) unless the code they
-reach ran JAX operations during the trace; values computed by descriptors or a module's
-``__getattr__``; globals of library code; data read from files, environment variables or RNGs
-while tracing. Values nested deeper than `_tokens._MAX_DEPTH`, values that raise when inspected,
-and code that ran but cannot be found again make a record unverifiable: it reports a change at
-every check (safe, not fast).
+run time (``getattr(obj, "s" + suffix)``; a name that is a string constant of the code, as in
+``globals()["SCALE"]``, is read) unless the code they reach ran JAX operations during the trace;
+values computed by descriptors or a module's ``__getattr__``; globals of library code; data read
+from files or RNGs while tracing. Values nested deeper than `_tokens._MAX_DEPTH`, values that
+raise when inspected, and code that ran but cannot be found again make a record unverifiable: it
+reports a change at every check (safe, not fast).
 
 Cost: a record that still holds is confirmed by its guards (~1 us per namespace at C speed); a
 guard that fails only means "maybe changed": `changes()` then walks, linear in the reachable
@@ -35,6 +35,7 @@ objects, plus hashing the bytes of every reachable NumPy array (pass a shared ``
 records checked in one `advance()` to hash shared arrays once).
 """
 
+from ._ran import reused_user_traces as reused_user_traces
 from ._record import Change as Change
 from ._record import DependencyRecord as DependencyRecord
 from ._record import Site as Site

@@ -101,6 +101,8 @@ _EXACT_CONTAINERS = frozenset(_CONTAINERS + _MORE_CONTAINERS)
 # Fields of library objects are followed into values of these kinds when nobody names them.
 _DATA_LIKE = (types.SimpleNamespace,)
 _MAX_SCAN = 64  # elements looked at when asking whether a library field holds user code
+_CODE_DEPTH = 8  # levels looked through when asking whether a library value holds user code
+_CODE_BUDGET = 256  # values looked at, in all, for one such question
 
 
 class At(NamedTuple):
@@ -137,26 +139,47 @@ def _is_data_like(obj: Any) -> bool:
         dataclasses.is_dataclass(obj) and not isinstance(obj, type))
 
 
-def _bears_code(value: Any, depth: int = 0) -> bool:
-    """Whether a field of a library object can hold user code (then it is walked unnamed)."""
+def _bears_code(value: Any, depth: int = 0, budget: list[int] | None = None) -> bool:
+    """Whether a field of a library object, or a library function's closure cell, can hold user
+    code (then it is walked unnamed).
+
+    Library closures are looked into as well: an optax optimizer keeps a user's learning-rate
+    schedule five closures down (`chain` -> `with_extra_args_support` -> `scale_by_schedule` ->
+    `scale_by_learning_rate`'s lambda -> the schedule). The look is bounded: `_CODE_DEPTH`
+    levels and `_CODE_BUDGET` values in all.
+    """
+    if budget is None:
+        budget = [_CODE_BUDGET]
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
     if isinstance(value, types.FunctionType):
-        return is_user_function(value)
+        if is_user_function(value):
+            return True
+        if depth >= _CODE_DEPTH:
+            return False
+        wrapped = value.__dict__.get("__wrapped__")
+        return ((wrapped is not None and _bears_code(wrapped, depth + 1, budget))
+                or any(_bears_code(_cell_contents(c), depth + 1, budget)
+                       for c in value.__closure__ or ()))
     if isinstance(value, type):
         return is_user_class(value)
-    if isinstance(value, _SCALARS) or depth >= 3:
+    if isinstance(value, _SCALARS) or depth >= _CODE_DEPTH:
         return False
     if isinstance(value, types.MethodType):
-        return _bears_code(value.__func__, depth + 1) or _bears_code(value.__self__, depth + 1)
+        return (_bears_code(value.__func__, depth + 1, budget)
+                or _bears_code(value.__self__, depth + 1, budget))
     if isinstance(value, functools.partial):
-        return (_bears_code(value.func, depth + 1) or _bears_code(value.args, depth + 1)
-                or _bears_code(value.keywords, depth + 1))
+        return (_bears_code(value.func, depth + 1, budget)
+                or _bears_code(value.args, depth + 1, budget)
+                or _bears_code(value.keywords, depth + 1, budget))
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         return False
     if isinstance(value, (list, tuple, collections.deque)):
-        return any(_bears_code(v, depth + 1) for _, v in zip(range(_MAX_SCAN), value,
-                                                             strict=False))
+        return any(_bears_code(v, depth + 1, budget)
+                   for _, v in zip(range(_MAX_SCAN), value, strict=False))
     if isinstance(value, (dict, types.MappingProxyType)):
-        return any(_bears_code(v, depth + 1)
+        return any(_bears_code(v, depth + 1, budget)
                    for _, v in zip(range(_MAX_SCAN), value.values(), strict=False))
     if isinstance(value, (types.ModuleType, AbstractValue)):
         return False
@@ -164,8 +187,14 @@ def _bears_code(value: Any, depth: int = 0) -> bool:
     if is_user_class(cls):
         return True
     if _is_data_like(value):
-        return any(_bears_code(v, depth + 1) for _, v in _fields_of(value))
+        return any(_bears_code(v, depth + 1, budget) for _, v in _fields_of(value))
     return False
+
+
+def _follows_cell(content: Any) -> bool:
+    """Whether a library function's closure cell holding `content` is walked."""
+    return _followed(content) or (settings.reach and content is not _EMPTY_CELL
+                                  and _bears_code(content))
 
 
 def _fields_of(obj: Any) -> list[tuple[str, Any]]:
@@ -617,7 +646,7 @@ def _library_function(w: Walker, fn: types.FunctionType, at: At) -> None:
                                         strict=True)):
         content = _cell_contents(cell)
         read = (lambda i=i: _cell_contents(held().__closure__[i]))
-        if content is not _EMPTY_CELL and content is not wrapped and _followed(content):
+        if content is not _EMPTY_CELL and content is not wrapped and _follows_cell(content):
             w.visit(content, at.down(("cell", var), _What(f"closure variable '{var}' of ",
                                                           at.what)), read=read)
         else:
@@ -625,7 +654,7 @@ def _library_function(w: Walker, fn: types.FunctionType, at: At) -> None:
             # every call without this being a change).
             w.guard(read, content, check=(
                 lambda current, w_=wrapped: current is _EMPTY_CELL or current is w_
-                or not _followed(current)))
+                or not _follows_cell(current)))
     if settings.reach:
         # Attributes holding user code: `functools.singledispatch`'s `registry` of user
         # functions, a hook a library function was given (issue #11).
