@@ -33,6 +33,7 @@ from jax._src import compute_on as _compute_on
 from jax._src import core as _core
 from jax._src import pjit as _pjit
 from jax._src import traceback_util as _traceback_util
+from jax._src import tree_util as _tree_util
 from jax._src import util as _util
 from jax._src.config import trace_context as _trace_context
 from jax._src.config import trace_context_names as _trace_context_names
@@ -91,6 +92,17 @@ eqn_effects = _private(_core, "eqn_effects")  # a new equation's effects (DCE ru
 # The abstract value of an argument leaf (`jax.core.ShapedArray` and friends): dependency records
 # walk an entry's argument skeleton, whose array leaves are avals.
 AbstractValue = _core.AbstractValue
+
+_pytree_registry = _private(_tree_util, "_registry")  # type -> (flatten, unflatten) registration
+
+
+def pytree_node_functions(cls: type) -> tuple | None:
+    """The (flatten, unflatten) functions `cls` was registered with as a pytree node, or None.
+
+    JAX has no public lookup; `jax.tree_util.register_pytree_node` and its keyed and dataclass
+    forms all write this table (a registration cannot be changed once made)."""
+    entry = _pytree_registry.get(cls)
+    return None if entry is None else (entry.to_iter, entry.from_iter)
 
 # -- the rule tables `world_call` registers in (`_primitive.py`'s registration block) -----------
 custom_typechecks = _private(_core, "custom_typechecks")

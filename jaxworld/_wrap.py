@@ -655,7 +655,20 @@ _TRACE_BOUNDARY = next(c for c in Wrapped._trace.__code__.co_consts
 def _skeleton(args: tuple, kwargs: dict, static: tuple, in_tree, avals) -> tuple[tuple, dict]:
     """`args` / `kwargs` with every array leaf replaced by its aval (static values and static
     leaves kept)."""
-    dyn_args, dyn_kwargs = tree_util.tree_unflatten(in_tree, list(avals))
+    try:
+        dyn_args, dyn_kwargs = tree_util.tree_unflatten(in_tree, list(avals))
+    except Exception as e:
+        raise TypeError(
+            f"jaxworld.wrap: the arguments' pytree could not be rebuilt with abstract leaves: a "
+            f"pytree node's unflatten function raised {type(e).__name__}: {e}\n"
+            "jaxworld keeps each input signature's arguments with every array leaf replaced by "
+            "its abstract value (a ShapedArray), so it calls the unflatten functions of your "
+            "pytree classes on non-array leaves, as JAX itself may (JAX's pytree contract: "
+            "unflatten must not compute on its children, see 'Custom pytrees and "
+            "initialization with unexpected values' in JAX's pytree documentation). Expected "
+            "an unflatten that stores its children as given; got one that computes on them.\n"
+            "Fix: store the children unchanged in unflatten, and compute from them in a method "
+            "or a property of the class.") from e
     return _merge_static(len(args), dyn_args, dyn_kwargs, static)
 
 

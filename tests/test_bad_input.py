@@ -307,3 +307,28 @@ def test_30_concretization_inside_wrapped_function_is_jax_error():
     with pytest.raises(jax.errors.TracerBoolConversionError,
                        match=re.escape("Attempted boolean conversion of traced array")):
         jaxworld.wrap(f)(1.0)
+
+
+class _Scaled:
+    """A pytree node whose unflatten computes on its children (against JAX's pytree contract)."""
+
+    def __init__(self, v):
+        self.v = v
+
+
+jax.tree_util.register_pytree_node(_Scaled, lambda s: ((s.v,), None),
+                                   lambda aux, children: _Scaled(children[0] * 2.0))
+
+
+def test_31_pytree_unflatten_that_computes_on_its_children():
+    # Plain JAX happens to accept it here (it unflattens with tracers); jaxworld rebuilds each
+    # signature's arguments with abstract leaves, as JAX may, and says what to change.
+    assert float(jax.jit(lambda s: jnp.sum(s.v))(_Scaled(jnp.ones(2)))) == 4.0
+    with pytest.raises(TypeError, match=re.escape(
+            "jaxworld.wrap: the arguments' pytree could not be rebuilt with abstract leaves: a "
+            "pytree node's unflatten function raised TypeError")) as info:
+        jaxworld.wrap(lambda s: jnp.sum(s.v))(_Scaled(jnp.ones(2)))
+    message = str(info.value)
+    assert "Expected an unflatten that stores its children as given" in message
+    assert "Fix: store the children unchanged in unflatten" in message
+    assert isinstance(info.value.__cause__, TypeError)

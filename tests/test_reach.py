@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import textwrap
 import uuid
 
 import jax
@@ -98,6 +99,24 @@ def _sys_modules_setup() -> str:
         def f(x):
             import {name} as m
             return jnp.sum(m.scale * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """
+
+
+def _string_named_module_setup(body: str, *, constant: bool = False) -> str:
+    """A module in `sys.modules` under a fresh name, and `f` (from `body`) that imports it by
+    that name at run time (`NAME` in `body` is replaced by the name as a string constant)."""
+    name = f"jaxworld_test_reach_{uuid.uuid4().hex[:8]}"
+    if constant:
+        body = body.replace("NAME", repr(name))
+    return f"""
+        import importlib
+        _name = {name!r}
+        module = types.ModuleType(_name)
+        module.scale = 2.0
+        sys.modules[_name] = module
+        _cleanups.append(lambda: sys.modules.pop(_name, None))
+{textwrap.indent(textwrap.dedent(body), " " * 8)}
         args = (jnp.asarray(X),)
     """
 
@@ -488,6 +507,77 @@ def _(v):
             return jnp.sum(remat_act(x) ** 2)
         args = (jnp.asarray(X),)
     """, _NEW_HELPER, reach=False, jax_keeps_stale_traces=True),
+
+    # -- Found by probing, session 12: registrations kept outside any attribute, collections
+    # read through a library's `__getitem__`, objects a builtin method is bound to, modules
+    # named by strings. Each was silently stale before.
+    Pattern("abc_given_a_virtual_subclass", """
+        import abc
+        class Fast(abc.ABC):
+            pass
+        class Thing:
+            pass
+        thing = Thing()
+        def f(x):
+            if isinstance(thing, Fast):
+                return jnp.sum(jnp.cos(x) ** 2)
+            return jnp.sum(jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "Fast.register(Thing)"),
+    Pattern("subclass_of_an_abc_given_a_virtual_subclass", """
+        import abc
+        class Fast(abc.ABC):
+            pass
+        class Faster(Fast):
+            pass
+        class Thing:
+            pass
+        thing = Thing()
+        def f(x):
+            return jnp.sum((3.0 if isinstance(thing, Fast) else 2.0) * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "Faster.register(Thing)", kind="grad"),
+    Pattern("pytree_unflatten_reads_a_global", """
+        SCALE = 2.0
+        class Box:
+            def __init__(self, v, s=None):
+                self.v, self.s = v, s
+        jax.tree_util.register_pytree_node(
+            Box, lambda b: ((b.v,), None), lambda aux, children: Box(children[0], SCALE))
+        def f(b):
+            return jnp.sum(b.s * jnp.sin(b.v) ** 2)
+        args = (Box(jnp.asarray(X)),)
+    """, "SCALE = 3.0"),
+    Pattern("builtin_method_bound_to_a_config_dict", """
+        CONFIG = {"scale": 2.0}
+        setting = CONFIG.get
+        def f(x):
+            return jnp.sum(setting("scale") * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "CONFIG['scale'] = 3.0"),
+    Pattern("chainmap_config_edited_in_a_map", """
+        import collections
+        cfg = collections.ChainMap({}, {"scale": 2.0})
+        def f(x):
+            return jnp.sum(cfg["scale"] * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "cfg.maps[1]['scale'] = 3.0", kind="grad"),
+    Pattern("userdict_config_edited", """
+        import collections
+        cfg = collections.UserDict({"scale": 2.0})
+        def f(x):
+            return jnp.sum(cfg["scale"] * jnp.sin(x) ** 2)
+        args = (jnp.asarray(X),)
+    """, "cfg['scale'] = 3.0"),
+    Pattern("module_imported_by_a_name_held_in_a_global", _string_named_module_setup("""
+        MOD = _name
+        def f(x):
+            return jnp.sum(importlib.import_module(MOD).scale * jnp.sin(x) ** 2)
+    """), "sys.modules[_name].scale = 3.0"),
+    Pattern("module_imported_by_a_string_constant", _string_named_module_setup("""
+        def f(x):
+            return jnp.sum(importlib.import_module(NAME).scale * jnp.sin(x) ** 2)
+    """, constant=True), "sys.modules[_name].scale = 3.0", kind="grad"),
 )
 
 REACH_PATTERNS = tuple(p for p in PATTERNS if p.reach)

@@ -29,12 +29,20 @@ What each rule follows (issue #11 added the parts marked *):
   ``array.array`` and ``os.environ`` by content; a weakref's referent; a ContextVar's value; a
   ``threading.local``'s attributes; attributes of library functions holding user code (a
   ``functools.singledispatch`` registry).
+* (session 12, each once silently stale) an ABC's virtual subclasses (its own registry and its
+  subclasses'); the flatten / unflatten functions a class is registered with as a pytree node;
+  the object a builtin method is bound to (``CONFIG.get``); every field of a library
+  ``Mapping`` / ``Sequence`` / ``Set`` (a ``ChainMap``'s maps); modules named by strings
+  (``importlib.import_module(MOD)``); user code in a library object's fields, looked for through
+  library closures (an optax ``inject_hyperparams`` schedule).
 """
 
 from __future__ import annotations
 
+import abc
 import array
 import collections
+import collections.abc
 import contextvars
 import dataclasses
 import functools
@@ -48,7 +56,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from .._compat import AbstractValue, out_of_key_config
+from .._compat import AbstractValue, out_of_key_config, pytree_node_functions
 from ._classify import _HEAPTYPE, TypeMemo, is_user_class, is_user_function
 from ._guards import (
     _builtins_of,
@@ -100,6 +108,9 @@ _EXACT_SCALARS = frozenset(_SCALARS)
 _EXACT_CONTAINERS = frozenset(_CONTAINERS + _MORE_CONTAINERS)
 # Fields of library objects are followed into values of these kinds when nobody names them.
 _DATA_LIKE = (types.SimpleNamespace,)
+# Library classes that keep a collection's contents in their own fields (`collections.ChainMap`,
+# `UserDict`, `UserList`, anything registered with these ABCs).
+_COLLECTIONS = (collections.abc.Mapping, collections.abc.Sequence, collections.abc.Set)
 _MAX_SCAN = 64  # elements looked at when asking whether a library field holds user code
 _CODE_DEPTH = 8  # levels looked through when asking whether a library value holds user code
 _CODE_BUDGET = 256  # values looked at, in all, for one such question
@@ -135,8 +146,13 @@ def _rules(table: dict[type, Callable]) -> TypeMemo:
 
 
 def _is_data_like(obj: Any) -> bool:
-    return isinstance(obj, _DATA_LIKE) or (
-        dataclasses.is_dataclass(obj) and not isinstance(obj, type))
+    """Objects whose fields are their data: read through a library's `__getitem__` (a
+    `ChainMap`'s maps, a `UserDict`'s data) or named, they are walked whole."""
+    return (isinstance(obj, _DATA_LIKE)
+            or (dataclasses.is_dataclass(obj) and not isinstance(obj, type))
+            # (Not memoized per type: registering a class with an ABC changes the answer;
+            # `isinstance` against an ABC is cached by `abc` itself.)
+            or (isinstance(obj, _COLLECTIONS) and not isinstance(obj, type)))
 
 
 def _bears_code(value: Any, depth: int = 0, budget: list[int] | None = None) -> bool:
@@ -186,9 +202,9 @@ def _bears_code(value: Any, depth: int = 0, budget: list[int] | None = None) -> 
     cls = type(value)
     if is_user_class(cls):
         return True
-    if _is_data_like(value):
-        return any(_bears_code(v, depth + 1, budget) for _, v in _fields_of(value))
-    return False
+    # A library object's fields: optax's `inject_hyperparams` keeps a user's schedule in a
+    # `WrappedSchedule` object, in a dict, in a closure of its `update`.
+    return any(_bears_code(v, depth + 1, budget) for _, v in _fields_of(value))
 
 
 def _follows_cell(content: Any) -> bool:
@@ -233,6 +249,32 @@ def _imported_modules(code: types.CodeType) -> tuple[str, ...]:
         cached = _imports_by_code[code] = tuple(names)
     return cached
 
+
+def _module_path(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def _modules_named_by_strings(code: types.CodeType) -> tuple[str, ...]:
+    """String constants of `code` (and its nested code) that could name a module:
+    ``importlib.import_module("pkg.mod")`` reads ``sys.modules`` like an ``import``."""
+    cached = _strings_naming_modules.get(code)
+    if cached is None:
+        imported = frozenset(_imported_modules(code))
+        names: dict[str, None] = {}
+        stack = [code]
+        while stack:
+            c = stack.pop()
+            for k in c.co_consts:
+                if isinstance(k, types.CodeType):
+                    stack.append(k)
+                for text in (k if type(k) is tuple else (k,)):
+                    if type(text) is str and text not in imported and _module_path(text):
+                        names[text] = None
+        cached = _strings_naming_modules[code] = tuple(names)
+    return cached
+
+
+_strings_naming_modules: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 
@@ -369,6 +411,11 @@ class Walker:
             entry.token = _Unverifiable()
             self.unverifiable()
         self._fill(entry, value)
+        if type(value) is str and settings.reach and value in sys.modules:
+            # A string naming a loaded module (`importlib.import_module(MOD)`): the module too.
+            self.module_named(value, at.down(("module named", value),
+                                             _What(f"module '{value}' named by ", at.what)),
+                              absent=False)
         return entry.token
 
     # -- tokens --------------------------------------------------------------------------------
@@ -508,14 +555,24 @@ class Walker:
     def _imports(self, code: types.CodeType, at: At, via: str) -> None:
         # `import m` in a function body reads sys.modules["m"] at every call: swapping the module
         # there (a test double, a reload by hand) changes what the code runs.
-        modules = sys.modules
         for name in _imported_modules(code):
-            read = _In(id(modules), lambda: sys.modules, name)
-            desc = f"module '{name}' imported by {via}"
-            if name in modules:
-                self.visit(modules[name], at.down(("import", name), desc), read=read)
-            else:
-                self.record(at.down(("import", name), desc), "absent", _ABSENT, _ABSENT, read=read)
+            self.module_named(name, at.down(("import", name),
+                                            f"module '{name}' imported by {via}"), absent=True)
+        # A string naming a module (`importlib.import_module("m")`) reads it there too.
+        for name in _modules_named_by_strings(code):
+            self.module_named(name, at.down(("module named", name),
+                                            f"module '{name}' named by a string in {via}"),
+                              absent=True)
+
+    def module_named(self, name: str, at: At, *, absent: bool) -> None:
+        """`sys.modules[name]`, read by an import or named by a string; a module not there is
+        recorded as absent when `absent` (an import made later is a change)."""
+        modules = sys.modules
+        read = _In(id(modules), lambda: sys.modules, name)
+        if name in modules:
+            self.visit(modules[name], at, read=read)
+        elif absent:
+            self.record(at, "absent", _ABSENT, _ABSENT, read=read)
 
     # -- attributes of library objects and classes, by name ------------------------------------
     def named_attrs(self, holder: Any, at: At, visit_name: Callable[[str], None]) -> None:
@@ -719,6 +776,9 @@ def _class(w: Walker, cls: type, at: At) -> None:
         if w.once(cls, None if settings.reach else at.names):
             w.guard(lambda: is_user_class(_live(held())), user, check=_equals(user))
             _named_class_attrs(w, cls, at)
+            if settings.reach:
+                _abc_registry(w, cls, at)
+                _pytree_functions(w, cls, at)
         return
     if not w.once(cls):
         return
@@ -751,7 +811,77 @@ def _class(w: Walker, cls: type, at: At) -> None:
         # `C.scale` can come from the metaclass (issue #11).
         w.visit(meta, at.down("__metaclass__", _What("metaclass of ", at.what)),
                 read=lambda: type(held()))
+    if settings.reach:
+        _abc_registry(w, cls, at)
+        _pytree_functions(w, cls, at)
     _named_class_attrs(w, cls, at)
+
+
+def _registration_bears_code(fn: Any, cls: type) -> bool:
+    """`_bears_code(fn)`, where the registered class itself (which JAX's own functions keep in a
+    closure cell, and which the walk records anyway) does not count."""
+    if isinstance(fn, types.FunctionType) and not is_user_function(fn):
+        wrapped = fn.__dict__.get("__wrapped__")
+        return ((wrapped is not None and _bears_code(wrapped))
+                or any(_bears_code(content) for c in fn.__closure__ or ()
+                       if (content := _cell_contents(c)) is not cls))
+    return _bears_code(fn)
+
+
+def _abc_registry(w: Walker, cls: type, at: At) -> None:
+    """The virtual subclasses of an ABC: `Fast.register(Thing)` changes what
+    `isinstance(thing, Fast)` says, with no attribute of either class rebound."""
+    if not isinstance(cls, abc.ABCMeta):
+        return
+    refs = _abc_registered(cls)
+    held = _holder(cls)
+    # The registry keeps weak references, one per registration, for as long as it lasts: the
+    # same set of reference objects is the same set of registrations (held here, so their ids
+    # cannot be reused; holding a reference does not keep its class alive).
+    w.guard(lambda: _abc_registered(_live(held())), None,
+            check=lambda current, _refs=refs: current == _refs)
+    token = frozenset(_Ident(c, w.capture) for r in refs if (c := r()) is not None and c is not cls)
+    w.record(at.down("__abc_registry__", _What("virtual subclasses registered with ", at.what)),
+             "dep", token, refs)
+
+
+def _abc_registered(cls: type) -> frozenset:
+    """The registrations that decide `isinstance(x, cls)`: those of `cls` and of its subclasses
+    (a class registered with a subclass is an instance of `cls` too), with the subclasses
+    themselves, as weak references (equal while their referents live and are the same)."""
+    found: set = set()
+    stack, seen = [cls], set()
+    while stack:
+        klass = stack.pop()
+        if id(klass) in seen:
+            continue
+        seen.add(id(klass))
+        if isinstance(klass, abc.ABCMeta):
+            found.update(_abc_dump(klass)[0])
+        found.add(weakref.ref(klass))
+        stack.extend(type.__subclasses__(klass))
+    return frozenset(found)
+
+
+# CPython's C implementation of `abc` keeps the registry out of the class's attributes.
+_abc_dump = getattr(abc, "_get_dump", lambda cls: (getattr(cls, "_abc_registry", ()),))
+
+
+def _pytree_functions(w: Walker, cls: type, at: At) -> None:
+    """The flatten and unflatten functions `cls` is registered with as a pytree node: JAX
+    calls them on every argument of the class (an unflatten reading a global decides what the
+    function sees)."""
+    functions = pytree_node_functions(cls)
+    if functions is None:
+        return
+    if not any(_registration_bears_code(f, cls) for f in functions):
+        # JAX's own functions (`register_dataclass`, a library's registrations): nothing of the
+        # user's, and a registration cannot change.
+        return
+    # A registration cannot be changed once made: nothing to read again.
+    for label, fn in zip(("flatten", "unflatten"), functions, strict=True):
+        w.visit(fn, at.down(("pytree", label),
+                            _What(f"pytree {label} function registered for ", at.what)))
 
 
 def _named_class_attrs(w: Walker, cls: type, at: At) -> None:
@@ -819,6 +949,15 @@ def _context_var(w: Walker, var: contextvars.ContextVar, at: At) -> None:
 
 def _nothing(w: Walker, value: Any, at: At) -> None:
     """C-level callables and slots: nothing behind them to walk."""
+
+
+def _builtin_method(w: Walker, value: Any, at: At) -> None:
+    # `getter = CONFIG.get`, `push = STATE.append`: the object it is bound to is what a call
+    # reads (a module's C function is bound to its module: nothing of the user's there).
+    owner = getattr(value, "__self__", None)
+    if (settings.reach and owner is not None and not isinstance(owner, types.ModuleType)
+            and w.once(value)):
+        w.visit(owner, at.down("__self__", _What("object bound to ", at.what)))
 
 
 def _object(w: Walker, obj: Any, at: At) -> None:
@@ -952,7 +1091,8 @@ EXPANDERS: dict[type, Callable[[Walker, Any, At], None]] = {
     jax.custom_vjp: _custom_rule,
     weakref.ref: _weakref,
     contextvars.ContextVar: _context_var,
-    types.BuiltinFunctionType: _nothing,
+    types.BuiltinFunctionType: _builtin_method,
+    types.MethodWrapperType: _builtin_method,
     types.WrapperDescriptorType: _nothing,
     types.MethodDescriptorType: _nothing,
     types.GetSetDescriptorType: _nothing,

@@ -142,6 +142,16 @@ PATTERNS = (
             return jnp.sum(updates * x)
         args = (jnp.asarray(X),)
     """, "BASE_LR = 0.3"),
+    # `inject_hyperparams` keeps the schedule in a library object (`WrappedSchedule`) in a dict
+    # in a closure of `update`: silently stale before session 12.
+    ModelPattern("optax_injected_hyperparameter_schedule_reads_a_global", """
+        SCALE = 0.1
+        opt = optax.inject_hyperparams(optax.sgd)(learning_rate=lambda count: SCALE)
+        def f(x):
+            updates, _ = opt.update(jnp.sin(x), opt.init(x), x)
+            return jnp.sum((x + updates) ** 2)
+        args = (jnp.asarray(X),)
+    """, "SCALE = 0.5"),
     # A library's own `jax.jit` (`eqx.filter_jit` inside the solver) keyed on the user's
     # function as a static argument: after the change JAX's cache hands back the old trace.
     # Plain JAX traced fresh is stale as well (so its oracle clears JAX's caches first);
