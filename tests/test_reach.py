@@ -103,6 +103,20 @@ def _sys_modules_setup() -> str:
     """
 
 
+_LIBRARY_SCALER = """
+        lib = library_code('''
+            import numpy as np
+            class Scaler:
+                def __init__(self, mean):
+                    self.mean = np.asarray(mean, np.float32)
+                def transform(self, x):
+                    return x - self.mean
+                def __call__(self, x):
+                    return self.transform(x)
+        ''')
+"""
+
+
 def _string_named_module_setup(body: str, *, constant: bool = False) -> str:
     """A module in `sys.modules` under a fresh name, and `f` (from `body`) that imports it by
     that name at run time (`NAME` in `body` is replaced by the name as a string constant)."""
@@ -578,6 +592,51 @@ def _(v):
         def f(x):
             return jnp.sum(importlib.import_module(NAME).scale * jnp.sin(x) ** 2)
     """, constant=True), "sys.modules[_name].scale = 3.0", kind="grad"),
+    # State of a library object that only the library's own methods read (an nnx module's
+    # parameters, a fitted scaler's statistics): followed through the names that code reads.
+    Pattern("library_object_array_read_by_its_method_edited_in_place", _LIBRARY_SCALER + """
+        scaler = lib["Scaler"]([0.1, 0.2, 0.3])
+        def f(x):
+            return jnp.sum(jnp.sin(scaler.transform(x)) ** 2)
+        args = (jnp.asarray(X),)
+    """, "scaler.mean[:] = [1.0, 2.0, 3.0]"),
+    Pattern("library_object_field_read_by_its_method_rebound", _LIBRARY_SCALER + """
+        scaler = lib["Scaler"]([0.1, 0.2, 0.3])
+        def f(x):
+            return jnp.sum(jnp.sin(scaler.transform(x)) ** 2)
+        args = (jnp.asarray(X),)
+    """, "scaler.mean = np.asarray([1.0, 2.0, 3.0], np.float32)", kind="grad"),
+    Pattern("library_module_slot_read_through_a_property_on_call", """
+        lib = library_code('''
+            class Variable:
+                __slots__ = ("_raw",)
+                def __init__(self, value):
+                    self._raw = value
+                def get(self):
+                    return self._raw
+                @property
+                def value(self):
+                    return self.get()
+                @value.setter
+                def value(self, new):
+                    self._raw = new
+            class Scale:
+                def __init__(self, s):
+                    self.weight = Variable(s)
+                def __call__(self, x):
+                    return x * self.weight.value
+        ''')
+        layer = lib["Scale"](2.0)
+        def f(x):
+            return jnp.sum(jnp.sin(layer(x)) ** 2)
+        args = (jnp.asarray(X),)
+    """, "layer.weight.value = 3.0"),
+    Pattern("library_class_method_replaced_by_user_code", _LIBRARY_SCALER + """
+        scaler = lib["Scaler"]([0.1, 0.2, 0.3])
+        def f(x):
+            return jnp.sum(jnp.sin(scaler(x)) ** 2)
+        args = (jnp.asarray(X),)
+    """, "type(scaler).__call__ = lambda self, x: 3.0 * x + self.mean"),
 )
 
 REACH_PATTERNS = tuple(p for p in PATTERNS if p.reach)

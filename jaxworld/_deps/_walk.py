@@ -34,7 +34,10 @@ What each rule follows (issue #11 added the parts marked *):
   the object a builtin method is bound to (``CONFIG.get``); every field of a library
   ``Mapping`` / ``Sequence`` / ``Set`` (a ``ChainMap``'s maps); modules named by strings
   (``importlib.import_module(MOD)``); user code in a library object's fields, looked for through
-  library closures (an optax ``inject_hyperparams`` schedule).
+  library closures (an optax ``inject_hyperparams`` schedule); the fields of a library object
+  that the library code behind what user code uses on it reads (its ``__call__``, the methods and
+  properties user code names, and the library methods those name on ``self``), and, on the
+  objects those fields hold, the fields that code names (an nnx module's parameter slots).
 """
 
 from __future__ import annotations
@@ -117,12 +120,18 @@ _CODE_BUDGET = 256  # values looked at, in all, for one such question
 
 
 class At(NamedTuple):
-    """Where the walk is: the entry key, its description, the trail, the reader's names."""
+    """Where the walk is: the entry key, its description, the trail, the reader's names.
+
+    `reads`: for a value found in a field of a library object by a name that the library's own
+    code reads, the names that code reads (followed as fields of the value, if it is a library
+    object too; `down` does not pass them on).
+    """
 
     key: tuple[str, ...]
     what: _Text
     trail: tuple[str, ...]
     names: tuple[str, ...]
+    reads: tuple[str, ...] = ()
 
     def down(self, label: str | tuple[str, ...], what: _Text) -> At:
         label = (label,) if isinstance(label, str) else label
@@ -155,7 +164,8 @@ def _is_data_like(obj: Any) -> bool:
             or (isinstance(obj, _COLLECTIONS) and not isinstance(obj, type)))
 
 
-def _bears_code(value: Any, depth: int = 0, budget: list[int] | None = None) -> bool:
+def _bears_code(value: Any, depth: int = 0, budget: list[int] | None = None,
+                objects: bool = False) -> bool:
     """Whether a field of a library object, or a library function's closure cell, can hold user
     code (then it is walked unnamed).
 
@@ -175,42 +185,44 @@ def _bears_code(value: Any, depth: int = 0, budget: list[int] | None = None) -> 
         if depth >= _CODE_DEPTH:
             return False
         wrapped = value.__dict__.get("__wrapped__")
-        return ((wrapped is not None and _bears_code(wrapped, depth + 1, budget))
-                or any(_bears_code(_cell_contents(c), depth + 1, budget)
+        return ((wrapped is not None and _bears_code(wrapped, depth + 1, budget, objects))
+                or any(_bears_code(_cell_contents(c), depth + 1, budget, objects)
                        for c in value.__closure__ or ()))
     if isinstance(value, type):
         return is_user_class(value)
     if isinstance(value, _SCALARS) or depth >= _CODE_DEPTH:
         return False
     if isinstance(value, types.MethodType):
-        return (_bears_code(value.__func__, depth + 1, budget)
-                or _bears_code(value.__self__, depth + 1, budget))
+        return (_bears_code(value.__func__, depth + 1, budget, objects)
+                or _bears_code(value.__self__, depth + 1, budget, objects))
     if isinstance(value, functools.partial):
-        return (_bears_code(value.func, depth + 1, budget)
-                or _bears_code(value.args, depth + 1, budget)
-                or _bears_code(value.keywords, depth + 1, budget))
+        return (_bears_code(value.func, depth + 1, budget, objects)
+                or _bears_code(value.args, depth + 1, budget, objects)
+                or _bears_code(value.keywords, depth + 1, budget, objects))
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         return False
     if isinstance(value, (list, tuple, collections.deque)):
-        return any(_bears_code(v, depth + 1, budget)
+        return any(_bears_code(v, depth + 1, budget, objects)
                    for _, v in zip(range(_MAX_SCAN), value, strict=False))
     if isinstance(value, (dict, types.MappingProxyType)):
-        return any(_bears_code(v, depth + 1, budget)
+        return any(_bears_code(v, depth + 1, budget, objects)
                    for _, v in zip(range(_MAX_SCAN), value.values(), strict=False))
     if isinstance(value, (types.ModuleType, AbstractValue)):
         return False
     cls = type(value)
     if is_user_class(cls):
         return True
-    # A library object's fields: optax's `inject_hyperparams` keeps a user's schedule in a
-    # `WrappedSchedule` object, in a dict, in a closure of its `update`.
-    return any(_bears_code(v, depth + 1, budget) for _, v in _fields_of(value))
+    if objects or _is_data_like(value):
+        # In a library closure, any library object's fields: optax's `inject_hyperparams` keeps
+        # a user's schedule in a `WrappedSchedule` object, in a dict, in a closure of `update`.
+        return any(_bears_code(v, depth + 1, budget, objects) for _, v in _fields_of(value))
+    return False
 
 
 def _follows_cell(content: Any) -> bool:
     """Whether a library function's closure cell holding `content` is walked."""
     return _followed(content) or (settings.reach and content is not _EMPTY_CELL
-                                  and _bears_code(content))
+                                  and _bears_code(content, objects=True))
 
 
 def _fields_of(obj: Any) -> list[tuple[str, Any]]:
@@ -307,6 +319,7 @@ class Walker:
         # `jax.checkpoint` of a lambda, reached through the checkpoint's `__wrapped__`).
         self.functions: list[types.FunctionType] = []
         self._named_holders: list[tuple[Any, At, set[str], Callable]] = []
+        self._reads: dict[int, tuple[type, dict]] = {}  # class id -> (class, memo)
 
     # -- guards --------------------------------------------------------------------------------
     def guard(self, read: _In | Callable[[], Any] | None, value: Any,
@@ -364,6 +377,31 @@ class Walker:
         if known is None or known[0] is not cls:
             known = self._classes[id(cls)] = (cls, is_user_class(cls))
         return known[1]
+
+    def library_reads(self, cls: type, name: str) -> tuple[str, ...]:
+        """`_library_reads`, with the class's memo checked once per walk (the class pinned).
+
+        A class whose library code is followed this way is guarded: a method of it replaced
+        (on it or on a base) changes what its code reads.
+        """
+        memo = self._reads.get(id(cls))
+        if memo is None or memo[0] is not cls:
+            # Once per class in a walk: the memo checked against the class as it is now.
+            memo = _reads_memo(cls)
+            fingerprint, values = _class_fingerprint(cls)
+            known = memo.get(None)
+            if known is None or known[0] != fingerprint:
+                memo.clear()
+                memo[None] = (fingerprint, values)  # the values kept: their ids stay theirs
+            memo = self._reads[id(cls)] = (cls, memo)
+            mro = cls.__mro__
+            held = _holder(cls)
+            attrs = _class_attrs(mro)
+            ids = tuple(tuple(map(id, a)) for a in attrs)
+            self.guard(lambda: _class_attrs(held().__mro__), None,
+                       check=lambda current, _kept=attrs: tuple(
+                           tuple(map(id, a)) for a in current) == ids)
+        return _library_reads(cls, name, memo[1])
 
     def once(self, obj: Any, tag: Any = None) -> bool:
         """True the first time (obj, tag) is expanded in this walk."""
@@ -982,25 +1020,64 @@ def _object(w: Walker, obj: Any, at: At) -> None:
     if settings.reach and _is_data_like(obj):
         _fields(w, obj, at)
     else:
-        def visit_name(name: str) -> None:
+        visited: set[str] = set()
+
+        # The keys of the instance dict are guarded below (`_code_bearing_fields`), so a name
+        # the library's code reads needs no guard of its own while it is absent.
+        keys_guarded = settings.reach and "__wrapped__" not in fields
+
+        def visit_field(name: str, reads: tuple[str, ...] = (), by_library: bool = False) -> None:
+            if name in visited:
+                return
+            visited.add(name)
             read = _In(source, reader, name)
             if name in fields:
-                w.visit(fields[name], at.down(("field", name),
-                                              _What(f"field '{name}' of ", at.what)), read=read)
+                w.visit(fields[name], at.down(("field", name), _What(f"field '{name}' of ",
+                                                                     at.what))._replace(
+                            reads=reads), read=read)
                 return
-            w.guard(read, _ABSENT)
+            if not (by_library and keys_guarded):
+                w.guard(read, _ABSENT)
             slot = _slot_named(cls, name) if settings.reach else None
             if slot is not None:  # a library class with __slots__ (issue #11)
                 klass, descriptor = slot
                 w.visit(_slot_value(descriptor, obj, klass),
                         at.down(("slot", klass.__qualname__, name),
-                                _What(f"slot '{name}' of ", at.what)),
+                                _What(f"slot '{name}' of ", at.what))._replace(reads=reads),
                         read=lambda: _slot_value(descriptor, _live(held()), klass))
 
+        def visit_name(name: str) -> None:
+            visit_field(name)
+            if settings.reach:
+                # The library code behind this name reads fields of its own (session 12: an
+                # nnx module's `__call__` reads `self.kernel`, whose `value` property reads
+                # its `_raw_value`): they are followed too, and the names that code reads are
+                # followed on what they hold.
+                reads = w.library_reads(cls, name)
+                for field in reads:
+                    visit_field(field, reads, by_library=True)
+
+        if settings.reach:
+            # Names the library code of the object holding this one reads, and the methods user
+            # code runs without naming them (a call, an index, a loop).
+            for name in at.reads:
+                visit_field(name, by_library=True)
+                reads = w.library_reads(cls, name)
+                for field in reads:
+                    visit_field(field, reads, by_library=True)
+            for name in _PROTOCOL:
+                for field in (reads := w.library_reads(cls, name)):
+                    visit_field(field, reads, by_library=True)
         w.named_attrs(obj, at, visit_name)
         if settings.reach and "__wrapped__" not in fields:
-            # (An object with __wrapped__, such as `jax.jit(f)`, holds its code there.)
-            _code_bearing_fields(w, obj, at)
+            if at.reads:
+                # Found by the library's own code: the fields that code reads are followed
+                # above; of the rest, only which there are (a field added later is looked at).
+                keys = tuple(fields)
+                w.guard(lambda: tuple(_instance_dict(_live(held()))), None, check=_equals(keys))
+            else:
+                # (An object with __wrapped__, such as `jax.jit(f)`, holds its code there.)
+                _code_bearing_fields(w, obj, at)
     wrapped = fields.get("__wrapped__")
     if "__wrapped__" not in at.names:
         read = _In(source, reader, "__wrapped__")
@@ -1009,6 +1086,77 @@ def _object(w: Walker, obj: Any, at: At) -> None:
                     read=read)
         else:
             w.guard(read, _ABSENT, check=_is_absent_or_none)
+
+
+# Methods user code runs on an object without naming them.
+_PROTOCOL = ("__call__", "__getitem__", "__iter__", "__len__", "__contains__", "__jax_array__",
+             "__array__", "__float__", "__int__", "__index__", "__bool__")
+_MAX_READS = 512  # names collected for one library method and the methods it calls on `self`
+
+
+def _library_code(attr: Any) -> types.CodeType | None:
+    """The code of a library function, method or property getter found on a class."""
+    if isinstance(attr, (staticmethod, classmethod)):
+        attr = attr.__func__
+    elif isinstance(attr, property):
+        attr = attr.fget
+    elif isinstance(attr, functools.cached_property):
+        attr = attr.func
+    if isinstance(attr, types.FunctionType) and not is_user_function(attr):
+        return attr.__code__
+    return None
+
+
+def _library_reads(cls: type, name: str, memo: dict) -> tuple[str, ...]:
+    """The attribute names the library code behind `cls.name` can read (on `self` among others),
+    through the library methods of `cls` it names in turn; () when `cls.name` is not library code.
+
+    `memo`: the class's memo (`_reads_memo`), checked against the class as it is now
+    (`Walker.library_reads`).
+    """
+    known = memo.get(name)
+    if known is not None:
+        return known
+    names: dict[str, None] = {}
+    stack = [name]
+    while stack and len(names) < _MAX_READS:
+        code = _library_code(_resolve_attr(cls, stack.pop()))
+        if code is None:
+            continue
+        for read in _code_names(code):
+            if read not in names:
+                names[read] = None
+                stack.append(read)
+    result = memo[name] = tuple(names)
+    return result
+
+
+def _class_fingerprint(cls: type) -> tuple[tuple, tuple]:
+    """What `_library_reads` depends on, by id: each class along the MRO, its attribute names and
+    values, and the code of those that are functions (code can be reassigned in place); and the
+    objects those ids are of (to be kept, so that no id is reused meanwhile)."""
+    values = tuple((klass, *klass.__dict__.values(),
+                    *(v.__code__ for v in klass.__dict__.values()
+                      if isinstance(v, types.FunctionType)))
+                   for klass in cls.__mro__)
+    names = tuple(tuple(klass.__dict__) for klass in cls.__mro__)
+    return (names, tuple(tuple(map(id, v)) for v in values)), values
+
+
+def _class_attrs(mro: tuple[type, ...]) -> tuple:
+    """The attribute values along `mro`: a guard that a class's code is still the same compares
+    their ids (at C speed), keeping them."""
+    return tuple(tuple(klass.__dict__.values()) for klass in mro)
+
+
+def _resolve_attr(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
+
+
+_reads_memo = TypeMemo(lambda cls: {})
 
 
 def _code_bearing_fields(w: Walker, obj: Any, at: At) -> None:
@@ -1042,12 +1190,23 @@ def _code_bearing_fields(w: Walker, obj: Any, at: At) -> None:
 
 def _slot_named(cls: type, name: str) -> tuple[type, Any] | None:
     """(class, descriptor) of the slot `name` along `cls`'s MRO, if there is one."""
+    slots = _slots_of(cls)
+    return slots.get(name) if slots else None
+
+
+def _find_slots(cls: type) -> dict[str, tuple[type, Any] | None]:
+    found: dict[str, tuple[type, Any] | None] = {}
     for klass in cls.__mro__:
         slots = klass.__dict__.get("__slots__", ())
-        if name in ([slots] if isinstance(slots, str) else slots):
-            descriptor = klass.__dict__.get(name)
-            return (klass, descriptor) if hasattr(descriptor, "__get__") else None
-    return None
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in found:
+                descriptor = klass.__dict__.get(name)
+                found[name] = (klass, descriptor) if hasattr(descriptor, "__get__") else None
+    return found
+
+
+# A class's slots are fixed when it is made (`__slots__` assigned later declares none).
+_slots_of = TypeMemo(_find_slots)
 
 
 def _fields(w: Walker, obj: Any, at: At) -> None:

@@ -142,6 +142,24 @@ PATTERNS = (
             return jnp.sum(updates * x)
         args = (jnp.asarray(X),)
     """, "BASE_LR = 0.3"),
+    # A library module held in a global, its parameters set in place: the state lives in fields
+    # that only the library's own code reads (`Linear.__call__` reads `self.kernel`, whose
+    # indexing reads the `Variable`'s `_raw_value` slot). Silently stale before session 12.
+    ModelPattern("nnx_module_global_parameter_assigned", """
+        model = nnx.Linear(3, 3, rngs=nnx.Rngs(0))
+        def f(x):
+            return jnp.sum(jnp.sin(model(x)) ** 2)
+        args = (jnp.asarray(X),)
+    """, "model.kernel[...] = model.kernel[...] * 2.0 + 1.0"),
+    ModelPattern("nnx_module_global_state_updated", """
+        model = nnx.Linear(3, 3, rngs=nnx.Rngs(0))
+        def f(x):
+            return jnp.sum(jnp.sin(model(x)) ** 2)
+        args = (jnp.asarray(X),)
+    """, """
+graphdef, state = nnx.split(model)
+nnx.update(model, jax.tree_util.tree_map(lambda a: a + 1.0, state))
+""", kind="grad"),
     # `inject_hyperparams` keeps the schedule in a library object (`WrappedSchedule`) in a dict
     # in a closure of `update`: silently stale before session 12.
     ModelPattern("optax_injected_hyperparameter_schedule_reads_a_global", """
