@@ -193,3 +193,94 @@ def test_guards_and_walk_agree_on_deques_buffers_proxies_and_references(items, s
         assert not held
     else:
         assert walked == [], f"{kind!r} is no change, the walk found {walked}"
+
+
+# -- Library state, registries and bound methods the walk reads since session 12 ----------------
+
+LIBRARY_SOURCE = '''
+import numpy as np
+
+class Variable:
+    __slots__ = ("_raw",)
+    def __init__(self, value):
+        self._raw = value
+    def get(self):
+        return self._raw
+    @property
+    def value(self):
+        return self.get()
+    @value.setter
+    def value(self, new):
+        self._raw = new
+
+class Layer:
+    def __init__(self, mean, scale):
+        self.mean = np.asarray(mean)
+        self.weight = Variable(scale)
+    def __call__(self, x):
+        return (x - self.mean) * self.weight.value
+'''
+
+STATE_SOURCE = """
+import abc
+class Fast(abc.ABC):
+    pass
+class Thing:
+    pass
+def h(x):
+    return (LAYER(x).sum() + CHAIN["k"] + SETTING("k")
+            + (1.0 if isinstance(THING, Fast) else 0.0))
+"""
+
+
+def _library_layer_module():
+    from .reach_helpers import library_code
+
+    return library_code(LIBRARY_SOURCE)
+
+
+STATE_MUTATIONS = {
+    # kind: (is it a change?, mutation)
+    "nothing": (False, lambda ns, v: None),
+    "array-edited": (True, lambda ns, v: ns["LAYER"].mean.__setitem__(0, v + 10.0)),
+    "array-rebound": (True, lambda ns, v: setattr(ns["LAYER"], "mean", ns["LAYER"].mean + 1.0)),
+    "slot-set-through-property": (True, lambda ns, v: setattr(ns["LAYER"].weight, "value",
+                                                               v + 10.0)),
+    "slot-rebound-equal": (False, lambda ns, v: setattr(
+        ns["LAYER"].weight, "value", ns["LAYER"].weight.value)),
+    "library-method-replaced": (True, lambda ns, v: setattr(
+        type(ns["LAYER"]), "__call__", lambda self, x: x * v)),
+    "chain-map-edited": (True, lambda ns, v: ns["CHAIN"].maps[1].__setitem__("k", v + 10.0)),
+    "bound-dict-edited": (True, lambda ns, v: ns["_settings"].__setitem__("k", v + 10.0)),
+    "abc-registered": (True, lambda ns, v: ns["Fast"].register(ns["Thing"])),
+    "unrelated-field-added": (False, lambda ns, v: setattr(ns["LAYER"], "note", "a note")),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(mean=st.lists(st.floats(-2, 2, allow_nan=False), min_size=1, max_size=4),
+       scale=st.floats(-2, 2, allow_nan=False), kind=st.sampled_from(sorted(STATE_MUTATIONS)),
+       value=st.floats(-2, 2, allow_nan=False))
+def test_guards_and_walk_agree_on_library_state_registries_and_bound_methods(mean, scale, kind,
+                                                                             value):
+    import collections
+
+    lib = _library_layer_module()  # a fresh library class per example: replacing a method stays
+    ns = notebook(STATE_SOURCE)
+    ns["LAYER"] = lib["Layer"](mean, scale)
+    ns["CHAIN"] = collections.ChainMap({}, {"k": 1.0})
+    ns["_settings"] = {"k": 2.0}
+    ns["SETTING"] = ns["_settings"].get
+    ns["THING"] = ns["Thing"]()
+    rec = DependencyRecord.capture(ns["h"])
+    assert rec.verifiable
+    is_change, mutation = STATE_MUTATIONS[kind]
+    mutation(ns, value)
+    walked = rec._walk_changes(ns["h"], None)[0]
+    held = rec._guards_hold()
+    assert not (held and walked), f"guards held but the walk found {walked}"
+    if is_change:
+        assert walked, f"mutation {kind!r} was not seen"
+        assert not held
+    else:
+        assert walked == [], f"{kind!r} is no change, the walk found {walked}"
