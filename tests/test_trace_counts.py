@@ -200,3 +200,38 @@ def test_steady_state_of_plain_jit_on_wrapped_traces_nothing(prepared):
         P1(X)
     assert jaxworld.stats()["traces"] == 0
     assert len(outer_traces) == 1
+
+
+# Library state the first trace itself changes: a logger's level cache (filled by the first call
+# at a level), a wrapped helper's entries (made by its first call). Followed as library state,
+# either would look changed after the trace and make it run again (session 12).
+FILLS_A_LIBRARY_CACHE = {
+    "a logger": """
+        import logging, uuid
+        log = logging.getLogger("jaxworld.tests.trace_counts." + uuid.uuid4().hex)
+        def f(x):
+            log.debug("tracing f")
+            return jnp.sum(jnp.sin(x) ** 2)
+    """,
+    "a wrapped helper": """
+        @jaxworld.wrap
+        def g(x):
+            return jnp.sin(x)
+        def f(x):
+            return jnp.sum(g(x) ** 2)
+    """,
+}
+
+
+@pytest.mark.parametrize("source", FILLS_A_LIBRARY_CACHE.values(), ids=FILLS_A_LIBRARY_CACHE)
+def test_a_first_trace_that_fills_a_library_cache_runs_once(source):
+    ns = notebook(source, {"jax": jax, "jnp": jnp, "jaxworld": jaxworld})
+    w = jaxworld.wrap(ns["f"])
+    H = jax.jit(jax.hessian(w))
+    assert_trees_close(H(X), jax.hessian(ns["f"])(X))
+    assert jaxworld.stats(w)["traces"] == 1
+    if "log" in ns:
+        ns["log"].info("a new level, after the trace")
+    jaxworld.advance()
+    assert_trees_close(H(X), jax.hessian(ns["f"])(X))
+    assert jaxworld.stats(w)["traces"] == 1, "a cache filling was taken for a change"

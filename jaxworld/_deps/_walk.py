@@ -403,6 +403,25 @@ class Walker:
                            tuple(map(id, a)) for a in current) == ids)
         return _library_reads(cls, name, memo[1])
 
+    def library_container(self, value: Any, at: At, read: Any) -> None:
+        """A dict, list, set or deque in a field that the library's own code reads: recorded by
+        identity, and each element that can hold state (an array, an object; not a scalar) is
+        walked, so an nnx `Sequential`'s layers are followed but a cache filling is no change."""
+        if not self.once(value, "library container"):
+            return
+        self.guard(read, value)  # content too: a walk decides whether what changed counts
+        entry = _Entry(at.key, at.what, "dep", _Ident(value, self.capture))
+        self._fill(entry, value)
+        self.entries.append(entry)
+        items = (list(value.items()) if isinstance(value, dict) else list(enumerate(value)))
+        for i, (k, v) in enumerate(items):
+            if type(v) in _EXACT_SCALARS or v is None:
+                continue
+            short = isinstance(k, (str, int)) and len(repr(k)) < 40
+            label = f"[{k!r}]" if short else f"[#{i}]"
+            self.visit(v, At(at.key + (label,), _What(f"item {label} of ", at.what), at.trail,
+                             at.names, at.reads))
+
     def once(self, obj: Any, tag: Any = None) -> bool:
         """True the first time (obj, tag) is expanded in this walk."""
         k = (id(obj), id(tag))
@@ -1032,9 +1051,11 @@ def _object(w: Walker, obj: Any, at: At) -> None:
             visited.add(name)
             read = _In(source, reader, name)
             if name in fields:
-                w.visit(fields[name], at.down(("field", name), _What(f"field '{name}' of ",
-                                                                     at.what))._replace(
-                            reads=reads), read=read)
+                here = at.down(("field", name), _What(f"field '{name}' of ", at.what))
+                if by_library and type(fields[name]) in _LIBRARY_CONTAINERS:
+                    w.library_container(fields[name], here._replace(reads=reads), read)
+                else:
+                    w.visit(fields[name], here._replace(reads=reads), read=read)
                 return
             if not (by_library and keys_guarded):
                 w.guard(read, _ABSENT)
@@ -1048,7 +1069,7 @@ def _object(w: Walker, obj: Any, at: At) -> None:
 
         def visit_name(name: str) -> None:
             visit_field(name)
-            if settings.reach:
+            if settings.reach and "__wrapped__" not in fields:
                 # The library code behind this name reads fields of its own (session 12: an
                 # nnx module's `__call__` reads `self.kernel`, whose `value` property reads
                 # its `_raw_value`): they are followed too, and the names that code reads are
@@ -1057,9 +1078,11 @@ def _object(w: Walker, obj: Any, at: At) -> None:
                 for field in reads:
                     visit_field(field, reads, by_library=True)
 
-        if settings.reach:
+        if settings.reach and "__wrapped__" not in fields:
             # Names the library code of the object holding this one reads, and the methods user
-            # code runs without naming them (a call, an index, a loop).
+            # code runs without naming them (a call, an index, a loop). Not for a wrapper (a
+            # `jaxworld.wrap`, an `eqx.filter_jit`): it is what it wraps, and its own fields
+            # are its caches.
             for name in at.reads:
                 visit_field(name, by_library=True)
                 reads = w.library_reads(cls, name)
@@ -1087,6 +1110,12 @@ def _object(w: Walker, obj: Any, at: At) -> None:
         else:
             w.guard(read, _ABSENT, check=_is_absent_or_none)
 
+
+# Containers in a library object's fields that only its own code reads: its caches and registries
+# as often as its state (`Logger._cache`, filled by the first call at each level, would make the
+# first trace of a function that logs run twice). Their membership is not recorded, only what
+# they hold that can hold state (`Walker.library_container`).
+_LIBRARY_CONTAINERS = frozenset({dict, list, set, collections.deque})
 
 # Methods user code runs on an object without naming them.
 _PROTOCOL = ("__call__", "__getitem__", "__iter__", "__len__", "__contains__", "__jax_array__",
