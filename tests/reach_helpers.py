@@ -44,6 +44,24 @@ KINDS = ("hessian", "grad", "value")
 LIBRARY_FILE = os.path.join(sysconfig.get_paths()["purelib"], "jaxworld_test_library", "core.py")
 
 
+# A library's variable class in the style of flax nnx's: the value in a slot, read through a
+# method behind a property (shared by the library-state rows and property test).
+LIBRARY_VARIABLE = """
+class Variable:
+    __slots__ = ("_raw",)
+    def __init__(self, value):
+        self._raw = value
+    def get(self):
+        return self._raw
+    @property
+    def value(self):
+        return self.get()
+    @value.setter
+    def value(self, new):
+        self._raw = new
+"""
+
+
 def library_code(source: str) -> dict:
     """Run `source` as if it were a module of an installed library; return its namespace."""
     ns = {"__name__": "jaxworld_test_library.core"}

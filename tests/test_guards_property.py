@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from jaxworld._deps import DependencyRecord
 
 from .helpers import notebook
+from .reach_helpers import LIBRARY_VARIABLE, library_code
 
 SOURCE = """
 class Obj:
@@ -130,6 +131,16 @@ def test_the_set_guard_keeps_its_members_alive():
     assert not check(members)
 
 
+def _assert_agree(walked: list, held: bool, kind: str, is_change: bool) -> None:
+    """Guards never hold while a walk sees a change; a change is seen, a no-op is none."""
+    assert not (held and walked), f"guards held but the walk found {walked}"
+    if is_change:
+        assert walked, f"mutation {kind!r} was not seen"
+        assert not held
+    else:
+        assert walked == [], f"{kind!r} is no change, the walk found {walked}"
+
+
 # -- Containers, buffers and references the walk reads since session 11 -------------------------
 
 MORE_SOURCE = """
@@ -187,39 +198,19 @@ def test_guards_and_walk_agree_on_deques_buffers_proxies_and_references(items, s
     walked, held = contextvars.copy_context().run(
         lambda: (mutation(ns, value), rec._walk_changes(ns["g"], None)[0],
                  rec._guards_hold())[1:])
-    assert not (held and walked), f"guards held but the walk found {walked}"
-    if is_change:
-        assert walked, f"mutation {kind!r} was not seen"
-        assert not held
-    else:
-        assert walked == [], f"{kind!r} is no change, the walk found {walked}"
+    _assert_agree(walked, held, kind, is_change)
 
 
 # -- Library state, registries and bound methods the walk reads since session 12 ----------------
 
-LIBRARY_SOURCE = '''
-import numpy as np
-
-class Variable:
-    __slots__ = ("_raw",)
-    def __init__(self, value):
-        self._raw = value
-    def get(self):
-        return self._raw
-    @property
-    def value(self):
-        return self.get()
-    @value.setter
-    def value(self, new):
-        self._raw = new
-
+LIBRARY_SOURCE = "import numpy as np\n" + LIBRARY_VARIABLE + """
 class Layer:
     def __init__(self, mean, scale):
         self.mean = np.asarray(mean)
         self.weight = Variable(scale)
     def __call__(self, x):
         return (x - self.mean) * self.weight.value
-'''
+"""
 
 STATE_SOURCE = """
 import abc
@@ -234,8 +225,6 @@ def h(x):
 
 
 def _library_layer_module():
-    from .reach_helpers import library_code
-
     return library_code(LIBRARY_SOURCE)
 
 
@@ -278,9 +267,4 @@ def test_guards_and_walk_agree_on_library_state_registries_and_bound_methods(mea
     mutation(ns, value)
     walked = rec._walk_changes(ns["h"], None)[0]
     held = rec._guards_hold()
-    assert not (held and walked), f"guards held but the walk found {walked}"
-    if is_change:
-        assert walked, f"mutation {kind!r} was not seen"
-        assert not held
-    else:
-        assert walked == [], f"{kind!r} is no change, the walk found {walked}"
+    _assert_agree(walked, held, kind, is_change)

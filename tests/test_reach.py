@@ -25,6 +25,7 @@ import jaxworld
 
 from .helpers import notebook
 from .reach_helpers import (
+    LIBRARY_VARIABLE,
     PREPARATIONS,
     Pattern,
     assert_noop_advances_change_nothing,
@@ -88,21 +89,6 @@ _CONFIG = """
 """
 
 
-def _sys_modules_setup() -> str:
-    name = f"jaxworld_test_reach_{uuid.uuid4().hex[:8]}"
-    return f"""
-        _name = {name!r}
-        module = types.ModuleType(_name)
-        module.scale = 2.0
-        sys.modules[_name] = module
-        _cleanups.append(lambda: sys.modules.pop(_name, None))
-        def f(x):
-            import {name} as m
-            return jnp.sum(m.scale * jnp.sin(x) ** 2)
-        args = (jnp.asarray(X),)
-    """
-
-
 _LIBRARY_SCALER = """
         lib = library_code('''
             import numpy as np
@@ -117,12 +103,19 @@ _LIBRARY_SCALER = """
 """
 
 
-def _string_named_module_setup(body: str, *, constant: bool = False) -> str:
-    """A module in `sys.modules` under a fresh name, and `f` (from `body`) that imports it by
-    that name at run time (`NAME` in `body` is replaced by the name as a string constant)."""
+_SCALE_LAYER = """
+class Scale:
+    def __init__(self, s):
+        self.weight = Variable(s)
+    def __call__(self, x):
+        return x * self.weight.value
+"""
+
+
+def _fresh_module_setup(body: str) -> str:
+    """A module in `sys.modules` under a fresh name (`scale = 2.0`), and `f` from `body`, in
+    which `{name}` stands for that name (`import {name} as m`, `import_module({name!r})`)."""
     name = f"jaxworld_test_reach_{uuid.uuid4().hex[:8]}"
-    if constant:
-        body = body.replace("NAME", repr(name))
     return f"""
         import importlib
         _name = {name!r}
@@ -130,7 +123,7 @@ def _string_named_module_setup(body: str, *, constant: bool = False) -> str:
         module.scale = 2.0
         sys.modules[_name] = module
         _cleanups.append(lambda: sys.modules.pop(_name, None))
-{textwrap.indent(textwrap.dedent(body), " " * 8)}
+{textwrap.indent(textwrap.dedent(body).format(name=name), " " * 8)}
         args = (jnp.asarray(X),)
     """
 
@@ -330,7 +323,11 @@ PATTERNS = (
             return jnp.sum(C.scale * jnp.sin(x) ** 2)
         args = (jnp.asarray(X),)
     """, "Meta.scale = 5.0", reach=False),
-    Pattern("sys_modules_swapped_under_an_import_in_the_body", _sys_modules_setup(), """
+    Pattern("sys_modules_swapped_under_an_import_in_the_body", _fresh_module_setup("""
+        def f(x):
+            import {name} as m
+            return jnp.sum(m.scale * jnp.sin(x) ** 2)
+    """), """
         other = types.ModuleType(_name)
         other.scale = 5.0
         sys.modules[_name] = other
@@ -583,15 +580,15 @@ def _(v):
             return jnp.sum(cfg["scale"] * jnp.sin(x) ** 2)
         args = (jnp.asarray(X),)
     """, "cfg['scale'] = 3.0"),
-    Pattern("module_imported_by_a_name_held_in_a_global", _string_named_module_setup("""
+    Pattern("module_imported_by_a_name_held_in_a_global", _fresh_module_setup("""
         MOD = _name
         def f(x):
             return jnp.sum(importlib.import_module(MOD).scale * jnp.sin(x) ** 2)
     """), "sys.modules[_name].scale = 3.0"),
-    Pattern("module_imported_by_a_string_constant", _string_named_module_setup("""
+    Pattern("module_imported_by_a_string_constant", _fresh_module_setup("""
         def f(x):
-            return jnp.sum(importlib.import_module(NAME).scale * jnp.sin(x) ** 2)
-    """, constant=True), "sys.modules[_name].scale = 3.0", kind="grad"),
+            return jnp.sum(importlib.import_module({name!r}).scale * jnp.sin(x) ** 2)
+    """), "sys.modules[_name].scale = 3.0", kind="grad"),
     # State of a library object that only the library's own methods read (an nnx module's
     # parameters, a fitted scaler's statistics): followed through the names that code reads.
     Pattern("library_object_array_read_by_its_method_edited_in_place", _LIBRARY_SCALER + """
@@ -606,26 +603,8 @@ def _(v):
             return jnp.sum(jnp.sin(scaler.transform(x)) ** 2)
         args = (jnp.asarray(X),)
     """, "scaler.mean = np.asarray([1.0, 2.0, 3.0], np.float32)", kind="grad"),
-    Pattern("library_module_slot_read_through_a_property_on_call", """
-        lib = library_code('''
-            class Variable:
-                __slots__ = ("_raw",)
-                def __init__(self, value):
-                    self._raw = value
-                def get(self):
-                    return self._raw
-                @property
-                def value(self):
-                    return self.get()
-                @value.setter
-                def value(self, new):
-                    self._raw = new
-            class Scale:
-                def __init__(self, s):
-                    self.weight = Variable(s)
-                def __call__(self, x):
-                    return x * self.weight.value
-        ''')
+    Pattern("library_module_slot_read_through_a_property_on_call", f"""
+        lib = library_code({LIBRARY_VARIABLE + _SCALE_LAYER!r})
         layer = lib["Scale"](2.0)
         def f(x):
             return jnp.sum(jnp.sin(layer(x)) ** 2)
